@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
 from perception.detections import Detections
+from perception.imagestats import ImageStats
 from perception.tracks import Tracks
 from safety.findings import Finding, Impact
 
@@ -13,15 +14,19 @@ if TYPE_CHECKING:
     from safety.crosscheck import CrosscheckResult
 
 
-@dataclass(frozen=True)
-class ImageStats:
-    """Cheap per-frame statistics; the audit log keeps these instead of pixels."""
+@dataclass
+class ChannelInput:
+    """A channel's input after ingest (detector run, validation): what the audit log records.
 
-    digest: str  # SHA-256 of the pixel buffer (frozen-frame detection)
-    brightness: float  # mean intensity, 0..255
-    contrast: float  # intensity standard deviation
-    sharpness: float  # variance of the Laplacian
-    shape: tuple[int, ...]
+    Replay feeds these back so decisions reproduce without pixels or detector runs.
+    """
+
+    received: bool  # something (not None) was handed in
+    detections: Detections | None = None  # valid detections, if any
+    error_kind: str | None = None  # short id: "type", "shape", "nan", "detector_crash", ...
+    error: str | None = None  # plain-language reason the input was rejected
+    image_stats: ImageStats | None = None  # when the input was an image
+    detector_elapsed: float = 0.0  # wall seconds the channel's detector took (0 if none ran)
 
 
 @dataclass
