@@ -1,0 +1,216 @@
+"""Tracking quality: CLEAR-MOT (MOTA, MOTP, ID switches) and identity (IDF1) metrics.
+
+The matching follows Bernardin & Stiefelhagen (2008) as py-motmetrics implements it, so the
+numbers agree with it exactly: per frame, keep last frame's correspondences when still within
+the distance threshold, then Hungarian on the rest; IDF1 from a global min-cost identity
+assignment (Ristani et al. 2016). Works with any distance (IoU for boxes, Euclidean on the ground).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+from numpy.typing import NDArray
+from scipy.optimize import linear_sum_assignment
+
+FloatArray = NDArray[np.float64]
+
+
+@dataclass(frozen=True)
+class TrackingScores:
+    """Summary of a tracker against ground truth (counts are over all frames)."""
+
+    num_frames: int
+    num_objects: int  # ground-truth appearances
+    num_predictions: int  # hypothesis appearances
+    num_matches: int
+    num_switches: int
+    num_misses: int
+    num_false_positives: int
+    mota: float
+    motp: float  # mean distance of matches (1 − IoU for boxes)
+    idtp: int
+    idfp: int
+    idfn: int
+    idf1: float
+    idp: float
+    idr: float
+
+    def as_dict(self) -> dict[str, float]:
+        return {k: float(v) for k, v in asdict(self).items()}
+
+
+def _div(a: float, b: float) -> float:
+    """a / b with IEEE semantics (x/0 = ±inf, 0/0 = NaN), as py-motmetrics reports them."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return float(np.true_divide(a, b))
+
+
+def _lsa_with_missing(costs: FloatArray) -> tuple[NDArray[np.intp], NDArray[np.intp]]:
+    """Hungarian assignment where NaN/inf mark forbidden pairs (never returned)."""
+    if costs.size == 0:
+        return np.zeros(0, np.intp), np.zeros(0, np.intp)
+    valid = np.isfinite(costs)
+    if valid.all():
+        finite = costs
+    elif not valid.any():
+        finite = np.zeros_like(costs)
+    else:
+        c = np.abs(costs[valid]).max() + 1.0
+        finite = np.where(valid, costs, 2 * min(costs.shape) * c + 1.0)
+    r, c_ = linear_sum_assignment(finite)
+    keep = valid[r, c_]
+    return r[keep], c_[keep]
+
+
+def iou_distance(a_xywh: FloatArray, b_xywh: FloatArray, max_dist: float = 0.5) -> FloatArray:
+    """1 − IoU between (N,4) and (M,4) xywh boxes; pairs above ``max_dist`` are NaN (do not pair)."""
+    a = np.asarray(a_xywh, dtype=np.float64).reshape(-1, 4)
+    b = np.asarray(b_xywh, dtype=np.float64).reshape(-1, 4)
+    if a.shape[0] == 0 or b.shape[0] == 0:
+        return np.empty((a.shape[0], b.shape[0]))
+    amin, amax = a[:, None, :2], a[:, None, :2] + a[:, None, 2:]
+    bmin, bmax = b[None, :, :2], b[None, :, :2] + b[None, :, 2:]
+    isize = np.maximum(np.minimum(amax, bmax) - np.maximum(amin, bmin), 0.0)
+    ivol = isize.prod(axis=-1)
+    avol = np.maximum(amax - amin, 0.0).prod(axis=-1)
+    bvol = np.maximum(bmax - bmin, 0.0).prod(axis=-1)
+    uvol = avol + bvol - ivol
+    with np.errstate(divide="ignore", invalid="ignore"):
+        iou = np.where(ivol == 0, 0.0, ivol / uvol)
+    d = 1.0 - iou
+    return np.where(d > max_dist, np.nan, d)
+
+
+def euclidean_distance(a: FloatArray, b: FloatArray, max_dist: float = 2.0) -> FloatArray:
+    """Euclidean distance between (N,2) and (M,2) points; pairs above ``max_dist`` are NaN."""
+    a = np.asarray(a, dtype=np.float64).reshape(-1, 2)
+    b = np.asarray(b, dtype=np.float64).reshape(-1, 2)
+    d = np.sqrt(((a[:, None, :] - b[None, :, :]) ** 2).sum(-1))
+    return np.where(d > max_dist, np.nan, d)
+
+
+@dataclass
+class MotAccumulator:
+    """Frame-by-frame CLEAR-MOT event accumulation (same rules as py-motmetrics' accumulator)."""
+
+    _match: dict[int, int] = field(default_factory=dict)  # object id → last hypothesis id
+    _obj_frames: dict[int, int] = field(default_factory=dict)
+    _hyp_frames: dict[int, int] = field(default_factory=dict)
+    _pair_frames: dict[tuple[int, int], int] = field(default_factory=dict)
+    frames: int = 0
+    matches: int = 0
+    switches: int = 0
+    misses: int = 0
+    false_positives: int = 0
+    dist_sum: float = 0.0
+
+    def update(self, oids: Iterable[int], hids: Iterable[int], dists: FloatArray) -> None:
+        """Add one frame: object ids, hypothesis ids and their distance matrix (NaN = no pair)."""
+        o = np.asarray(list(oids), dtype=np.int64)
+        h = np.asarray(list(hids), dtype=np.int64)
+        d = np.array(dists, dtype=np.float64).reshape(o.size, h.size)
+        self.frames += 1
+        for x in o.tolist():
+            self._obj_frames[x] = self._obj_frames.get(x, 0) + 1
+        for x in h.tolist():
+            self._hyp_frames[x] = self._hyp_frames.get(x, 0) + 1
+        fi, fj = np.nonzero(np.isfinite(d))
+        for a, b in zip(o[fi].tolist(), h[fj].tolist(), strict=True):
+            self._pair_frames[(a, b)] = self._pair_frames.get((a, b), 0) + 1
+        o_used = np.zeros(o.size, bool)
+        h_used = np.zeros(h.size, bool)
+        if o.size and h.size:
+            # 1. carry forward last frame's correspondences that are still within threshold
+            hpos = {hid: j for j, hid in enumerate(h.tolist())}
+            for i, oid in enumerate(o.tolist()):
+                prev = self._match.get(oid)
+                j = hpos.get(prev) if prev is not None else None
+                if j is not None and not h_used[j] and np.isfinite(d[i, j]):
+                    o_used[i] = h_used[j] = True
+                    self.matches += 1
+                    self.dist_sum += d[i, j]
+            # 2. Hungarian on the rest; a new partner for a previously matched object is a switch
+            rest = d.copy()
+            rest[o_used, :] = np.nan
+            rest[:, h_used] = np.nan
+            ri, ci = _lsa_with_missing(rest)
+            for i, j in zip(ri.tolist(), ci.tolist(), strict=True):
+                oid, hid = int(o[i]), int(h[j])
+                if oid in self._match and self._match[oid] != hid:
+                    self.switches += 1
+                self._match[oid] = hid
+                o_used[i] = h_used[j] = True
+                self.matches += 1
+                self.dist_sum += d[i, j]
+        self.misses += int((~o_used).sum())
+        self.false_positives += int((~h_used).sum())
+
+    def scores(self) -> TrackingScores:
+        """CLEAR-MOT and identity scores of everything accumulated so far."""
+        n_obj = sum(self._obj_frames.values())
+        n_hyp = sum(self._hyp_frames.values())
+        oid = sorted(self._obj_frames)
+        hid = sorted(self._hyp_frames)
+        no, nh = len(oid), len(hid)
+        idtp = 0
+        if no and nh and self._pair_frames:
+            oi = {x: k for k, x in enumerate(oid)}
+            hi = {x: k for k, x in enumerate(hid)}
+            oc = np.array([self._obj_frames[x] for x in oid], dtype=np.float64)
+            hc = np.array([self._hyp_frames[x] for x in hid], dtype=np.float64)
+            # bipartite with dummy nodes (Ristani et al.): cost = FN + FP of each identity pairing
+            fp = np.zeros((no + nh, no + nh))
+            fn = np.zeros((no + nh, no + nh))
+            fp[no:, :nh] = np.nan
+            fn[:no, nh:] = np.nan
+            fn[:no, :nh] = oc[:, None]
+            fn[np.arange(no), nh + np.arange(no)] = oc
+            fp[:no, :nh] = hc[None, :]
+            fp[no + np.arange(nh), np.arange(nh)] = hc
+            pairs = np.array([(oi[a], hi[b], c) for (a, b), c in self._pair_frames.items()], dtype=np.int64)
+            fp[pairs[:, 0], pairs[:, 1]] -= pairs[:, 2]
+            fn[pairs[:, 0], pairs[:, 1]] -= pairs[:, 2]
+            r, c = _lsa_with_missing(fp + fn)
+            idfn = float(fn[r, c].sum())
+            idtp = int(round(n_obj - idfn))
+        idfn_i = n_obj - idtp
+        idfp_i = n_hyp - idtp
+        return TrackingScores(
+            num_frames=self.frames,
+            num_objects=n_obj,
+            num_predictions=n_hyp,
+            num_matches=self.matches,
+            num_switches=self.switches,
+            num_misses=self.misses,
+            num_false_positives=self.false_positives,
+            mota=1.0 - _div(self.misses + self.switches + self.false_positives, n_obj),
+            motp=_div(self.dist_sum, self.matches),
+            idtp=idtp,
+            idfp=idfp_i,
+            idfn=idfn_i,
+            idf1=_div(2 * idtp, n_obj + n_hyp),
+            idp=_div(idtp, idtp + idfp_i),
+            idr=_div(idtp, idtp + idfn_i),
+        )
+
+
+Frames = dict[int, tuple[NDArray[np.int64], FloatArray]]  # frame → (ids (n,), features (n, k))
+
+
+def evaluate(
+    gt: Frames,
+    hyp: Frames,
+    distance: Callable[[FloatArray, FloatArray], FloatArray] = iou_distance,
+) -> TrackingScores:
+    """Score hypothesis frames against ground-truth frames (union of their frame numbers)."""
+    acc = MotAccumulator()
+    empty_ids = np.zeros(0, np.int64)
+    for f in sorted(set(gt) | set(hyp)):
+        gi, gx = gt.get(f, (empty_ids, np.zeros((0, 4))))
+        hi, hx = hyp.get(f, (empty_ids, np.zeros((0, 4))))
+        d = distance(gx, hx) if len(gi) and len(hi) else np.empty((len(gi), len(hi)))
+        acc.update(gi, hi, d)
+    return acc.scores()
