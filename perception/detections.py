@@ -55,7 +55,9 @@ class Detections:
     def __post_init__(self) -> None:
         set_ = object.__setattr__
         if self.space not in _Z_DIM:
-            raise InvalidDetectionsError("space", f"must be one of {sorted(_Z_DIM)}, got {self.space!r}")
+            raise InvalidDetectionsError(
+                "space", f"must be one of {sorted(_Z_DIM)}, got {self.space!r}"
+            )
         m = _Z_DIM[self.space]
         try:
             t = float(self.t)
@@ -68,14 +70,18 @@ class Detections:
         if z.ndim == 1 and z.size == 0:
             z = z.reshape(0, m)
         if z.ndim != 2 or z.shape[1] != m:
-            raise InvalidDetectionsError("z", f"shape {z.shape}, expected (N, {m}) for space {self.space!r}")
+            raise InvalidDetectionsError(
+                "z", f"shape {z.shape}, expected (N, {m}) for space {self.space!r}"
+            )
         n = z.shape[0]
         R = _as_float("R", self.R)
         if R.size == 0 and n == 0:
             R = R.reshape(0, m, m)
         if R.shape != (n, m, m):
             raise InvalidDetectionsError("R", f"shape {R.shape}, expected {(n, m, m)}")
-        scores = _as_float("scores", self.scores).reshape(-1) if np.size(self.scores) else np.zeros(0)
+        scores = (
+            _as_float("scores", self.scores).reshape(-1) if np.size(self.scores) else np.zeros(0)
+        )
         if scores.shape != (n,):
             raise InvalidDetectionsError("scores", f"shape {scores.shape}, expected ({n},)")
         if np.any((scores < 0.0) | (scores > 1.0)):
@@ -84,8 +90,10 @@ class Detections:
         if labels_in.size == 0:
             labels_in = np.zeros(0, dtype=np.int64)
         if labels_in.dtype.kind not in "iub":
-            if labels_in.dtype.kind == "f" and np.all(np.isfinite(labels_in)) and np.all(
-                labels_in == np.round(labels_in)
+            if (
+                labels_in.dtype.kind == "f"
+                and np.all(np.isfinite(labels_in))
+                and np.all(labels_in == np.round(labels_in))
             ):
                 labels_in = labels_in.astype(np.int64)
             else:
@@ -98,7 +106,10 @@ class Detections:
                 raise InvalidDetectionsError(name, "contains NaN or inf")
         bad = ~_psd_ok(R)
         if np.any(bad):
-            raise InvalidDetectionsError("R", f"not symmetric positive semi-definite at rows {np.flatnonzero(bad)[:5].tolist()}")
+            raise InvalidDetectionsError(
+                "R",
+                f"not symmetric positive semi-definite at rows {np.flatnonzero(bad)[:5].tolist()}",
+            )
         if self.space == "box" and n and np.any(z[:, 2:4] <= 0.0):
             raise InvalidDetectionsError("z", "box area and aspect must be positive")
         rr = self.range_rate
@@ -108,13 +119,18 @@ class Detections:
                 raise InvalidDetectionsError("range_rate", f"shape {rr.shape}, expected ({n},)")
             if not np.all(np.isfinite(rr)):
                 raise InvalidDetectionsError("range_rate", "contains NaN or inf")
-        for name, arr in (("z", z), ("R", R), ("scores", scores), ("labels", labels), ("range_rate", rr)):
-            if arr is not None:
-                arr = np.ascontiguousarray(arr)
-                arr.setflags(write=False)
-            set_(self, name, arr)
+        fields: dict[str, np.ndarray | None] = {
+            "z": z, "R": R, "scores": scores, "labels": labels, "range_rate": rr,
+        }
+        for name, value in fields.items():
+            if value is not None:
+                value = np.ascontiguousarray(value)
+                value.setflags(write=False)
+            set_(self, name, value)
         if not isinstance(self.sensor, str):
-            raise InvalidDetectionsError("sensor", f"must be a string, got {type(self.sensor).__name__}")
+            raise InvalidDetectionsError(
+                "sensor", f"must be a string, got {type(self.sensor).__name__}"
+            )
 
     # ------------------------------------------------------------------ basics
     def __len__(self) -> int:
@@ -128,14 +144,21 @@ class Detections:
         """The detections selected by a boolean mask or integer index."""
         idx = np.asarray(index)
         return Detections(
-            z=self.z[idx], R=self.R[idx], scores=self.scores[idx], labels=self.labels[idx],
-            t=self.t, sensor=self.sensor, space=self.space,
+            z=self.z[idx],
+            R=self.R[idx],
+            scores=self.scores[idx],
+            labels=self.labels[idx],
+            t=self.t,
+            sensor=self.sensor,
+            space=self.space,
             range_rate=None if self.range_rate is None else self.range_rate[idx],
         )
 
     def with_time(self, t: float) -> Detections:
         """The same measurements stamped with another time."""
-        return Detections(self.z, self.R, self.scores, self.labels, t, self.sensor, self.space, self.range_rate)
+        return Detections(
+            self.z, self.R, self.scores, self.labels, t, self.sensor, self.space, self.range_rate
+        )
 
     def boxes_xyxy(self) -> FloatArray:
         """Boxes as (N, 4) [x1, y1, x2, y2]; only for ``space == 'box'``."""
@@ -147,7 +170,15 @@ class Detections:
     @classmethod
     def empty(cls, t: float, sensor: str = "sensor", space: Space = "point") -> Detections:
         m = _Z_DIM[space]
-        return cls(np.zeros((0, m)), np.zeros((0, m, m)), np.zeros(0), np.zeros(0, np.int64), t, sensor, space)
+        return cls(
+            np.zeros((0, m)),
+            np.zeros((0, m, m)),
+            np.zeros(0),
+            np.zeros(0, np.int64),
+            t,
+            sensor,
+            space,
+        )
 
     @classmethod
     def from_boxes(
@@ -173,7 +204,11 @@ class Detections:
             raise InvalidDetectionsError("boxes", f"shape {b.shape}, expected (N, 4)")
         if not np.all(np.isfinite(b)):
             raise InvalidDetectionsError("boxes", "contains NaN or inf")
-        xyxy = b.copy() if fmt == "xyxy" else np.column_stack([b[:, 0], b[:, 1], b[:, 0] + b[:, 2], b[:, 1] + b[:, 3]])
+        xyxy = (
+            b.copy()
+            if fmt == "xyxy"
+            else np.column_stack([b[:, 0], b[:, 1], b[:, 0] + b[:, 2], b[:, 1] + b[:, 3]])
+        )
         if np.any(xyxy[:, 2] <= xyxy[:, 0]) or np.any(xyxy[:, 3] <= xyxy[:, 1]):
             raise InvalidDetectionsError("boxes", "non-positive width or height")
         z = xyxy_to_z(xyxy)
@@ -203,7 +238,7 @@ class Detections:
         labels: ArrayLike | None = None,
         sensor: str = "sensor",
     ) -> Detections:
-        """Positions (N, 2) with isotropic ``sigma`` (scalar or (N,)) or full (N, 2, 2) covariance."""
+        """Positions (N, 2) with isotropic ``sigma`` (scalar or (N,)) or (N, 2, 2) covariance."""
         p = _as_float("points", points)
         if p.size == 0:
             return cls.empty(t, sensor, "point")
@@ -231,7 +266,7 @@ class Detections:
         labels: ArrayLike | None = None,
         sensor: str = "radar",
     ) -> Detections:
-        """Radar (range m, azimuth rad, CCW from x forward) → ground points with converted covariance.
+        """Radar (range m, azimuth rad, CCW from x forward) → ground points, converted covariance.
 
         R = J diag(σr², σθ²) Jᵀ with J the Jacobian of (r cos θ, r sin θ).
         """
@@ -266,12 +301,14 @@ def xyxy_to_z(xyxy: FloatArray) -> FloatArray:
 
 
 def z_to_xyxy(z: FloatArray) -> FloatArray:
-    """SORT measurement/state head [u, v, s, r] → [x1, y1, x2, y2] (non-positive s → zero-size box)."""
+    """SORT measurement/state head [u, v, s, r] → [x1, y1, x2, y2] (s ≤ 0 → zero-size box)."""
     s = np.maximum(z[:, 2], 0.0)
     r = np.maximum(z[:, 3], 1e-12)
     w = np.sqrt(s * r)
     h = np.where(w > 0, s / np.maximum(w, 1e-12), 0.0)
-    return np.column_stack([z[:, 0] - 0.5 * w, z[:, 1] - 0.5 * h, z[:, 0] + 0.5 * w, z[:, 1] + 0.5 * h])
+    return np.column_stack(
+        [z[:, 0] - 0.5 * w, z[:, 1] - 0.5 * h, z[:, 0] + 0.5 * w, z[:, 1] + 0.5 * h]
+    )
 
 
 def _as_float(name: str, a: object) -> FloatArray:

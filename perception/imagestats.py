@@ -32,4 +32,6 @@ def image_stats(frame: NDArray[np.generic]) -> ImageStats:
         grey = np.clip(grey.astype(np.float64), 0, 255).astype(np.uint8)
     mean, std = cv2.meanStdDev(grey)
     lap = cv2.Laplacian(grey, cv2.CV_64F)
-    return ImageStats(digest, float(mean[0, 0]), float(std[0, 0]), float(lap.var()), tuple(img.shape))
+    return ImageStats(
+        digest, float(mean[0, 0]), float(std[0, 0]), float(lap.var()), tuple(img.shape)
+    )

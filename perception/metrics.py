@@ -66,7 +66,7 @@ def _lsa_with_missing(costs: FloatArray) -> tuple[NDArray[np.intp], NDArray[np.i
 
 
 def iou_distance(a_xywh: FloatArray, b_xywh: FloatArray, max_dist: float = 0.5) -> FloatArray:
-    """1 − IoU between (N,4) and (M,4) xywh boxes; pairs above ``max_dist`` are NaN (do not pair)."""
+    """1 − IoU between (N,4) and (M,4) xywh boxes; pairs above ``max_dist`` are NaN (no pair)."""
     a = np.asarray(a_xywh, dtype=np.float64).reshape(-1, 4)
     b = np.asarray(b_xywh, dtype=np.float64).reshape(-1, 4)
     if a.shape[0] == 0 or b.shape[0] == 0:
@@ -170,12 +170,14 @@ class MotAccumulator:
             fn[np.arange(no), nh + np.arange(no)] = oc
             fp[:no, :nh] = hc[None, :]
             fp[no + np.arange(nh), np.arange(nh)] = hc
-            pairs = np.array([(oi[a], hi[b], c) for (a, b), c in self._pair_frames.items()], dtype=np.int64)
+            pairs = np.array(
+                [(oi[a], hi[b], c) for (a, b), c in self._pair_frames.items()], dtype=np.int64
+            )
             fp[pairs[:, 0], pairs[:, 1]] -= pairs[:, 2]
             fn[pairs[:, 0], pairs[:, 1]] -= pairs[:, 2]
             r, c = _lsa_with_missing(fp + fn)
             idfn = float(fn[r, c].sum())
-            idtp = int(round(n_obj - idfn))
+            idtp = round(n_obj - idfn)
         idfn_i = n_obj - idtp
         idfp_i = n_hyp - idtp
         return TrackingScores(

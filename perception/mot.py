@@ -8,12 +8,14 @@ from __future__ import annotations
 import importlib.util
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 from numpy.typing import NDArray
 
-from perception.detections import Detections
+from perception.detections import Detections, z_to_xyxy
 from perception.errors import PerceptionError
+from perception.tracks import Tracks
 
 FloatArray = NDArray[np.float64]
 
@@ -56,7 +58,9 @@ def read_mot(path: str | Path, min_confidence: float = -np.inf) -> MotSequence:
     if not p.is_file():
         raise PerceptionError(f"{p}: no such MOT file")
     text = p.read_text().replace(",", " ")
-    rows = [ln.split() for ln in text.splitlines() if ln.strip() and not ln.lstrip().startswith("#")]
+    rows = [
+        ln.split() for ln in text.splitlines() if ln.strip() and not ln.lstrip().startswith("#")
+    ]
     if not rows:
         z = np.zeros(0)
         return MotSequence(z.astype(np.int64), z.astype(np.int64), np.zeros((0, 4)), z)
@@ -64,14 +68,19 @@ def read_mot(path: str | Path, min_confidence: float = -np.inf) -> MotSequence:
         width = min(len(r) for r in rows)
         if width < 6:
             raise ValueError(f"rows need at least 6 columns, found {width}")
-        arr = np.array([r[: max(7, min(width, 7))] if len(r) >= 7 else [*r[:6], "1"] for r in rows], dtype=np.float64)
+        arr = np.array(
+            [r[: max(7, min(width, 7))] if len(r) >= 7 else [*r[:6], "1"] for r in rows],
+            dtype=np.float64,
+        )
     except ValueError as exc:
         raise PerceptionError(f"{p}: not MOT format: {exc}") from exc
     if not np.all(np.isfinite(arr)):
         raise PerceptionError(f"{p}: non-finite values")
     keep = arr[:, 6] >= min_confidence
     arr = arr[keep]
-    return MotSequence(arr[:, 0].astype(np.int64), arr[:, 1].astype(np.int64), arr[:, 2:6].copy(), arr[:, 6].copy())
+    return MotSequence(
+        arr[:, 0].astype(np.int64), arr[:, 1].astype(np.int64), arr[:, 2:6].copy(), arr[:, 6].copy()
+    )
 
 
 def write_mot(path: str | Path, seq: MotSequence) -> None:
@@ -118,3 +127,45 @@ def detections_by_frame(
             xywh[good], t=float(f), fmt="xywh", scores=conf[good], sensor=sensor, sigma_px=sigma_px
         )
     return out
+
+
+class _Steppable(Protocol):
+    def step(self, t: float, detections: Detections | None) -> Tracks: ...
+
+
+def track_detections(
+    dets_by_frame: dict[int, Detections], tracker: _Steppable, *, updated_only: bool = True
+) -> MotSequence:
+    """Run a box tracker over frames and collect its confirmed tracks as a MOT sequence.
+
+    Frames with no detections still step the tracker (it coasts). With ``updated_only`` only
+    tracks updated in that frame are reported, as SORT does; otherwise coasting ones too.
+    """
+    if not dets_by_frame:
+        return MotSequence(
+            np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros((0, 4)), np.zeros(0)
+        )
+    first, last = min(dets_by_frame), max(dets_by_frame)
+    sensor = next(iter(dets_by_frame.values())).sensor
+    fr: list[NDArray[np.int64]] = []
+    ids: list[NDArray[np.int64]] = []
+    boxes: list[FloatArray] = []
+    conf: list[FloatArray] = []
+    for f in range(first, last + 1):
+        d = dets_by_frame.get(f) or Detections.empty(float(f), sensor, "box")
+        tr = tracker.step(float(f), d)
+        keep = tr.confirmed & (tr.updated if updated_only else True)
+        if not np.any(keep):
+            continue
+        xyxy = z_to_xyxy(tr.x[keep, :4])
+        fr.append(np.full(int(keep.sum()), f, np.int64))
+        ids.append(tr.ids[keep])
+        boxes.append(np.column_stack([xyxy[:, :2], xyxy[:, 2:] - xyxy[:, :2]]))
+        conf.append(tr.scores[keep])
+    if not fr:
+        return MotSequence(
+            np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros((0, 4)), np.zeros(0)
+        )
+    return MotSequence(
+        np.concatenate(fr), np.concatenate(ids), np.concatenate(boxes), np.concatenate(conf)
+    )

@@ -64,22 +64,52 @@ class Tracks:
     def subset(self, index: NDArray[np.bool_] | NDArray[np.int64]) -> Tracks:
         idx = np.asarray(index)
         return Tracks(
-            t=self.t, sensor=self.sensor, ids=self.ids[idx], status=self.status[idx], x=self.x[idx],
-            P=self.P[idx], position=self.position[idx], position_cov=self.position_cov[idx],
-            age=self.age[idx], hits=self.hits[idx], time_since_update=self.time_since_update[idx],
-            cov_trace=self.cov_trace[idx], updated=self.updated[idx], nis=self.nis[idx],
-            innovation=self.innovation[idx], innovation_cov=self.innovation_cov[idx],
-            scores=self.scores[idx], labels=self.labels[idx], det_index=self.det_index[idx],
+            t=self.t,
+            sensor=self.sensor,
+            ids=self.ids[idx],
+            status=self.status[idx],
+            x=self.x[idx],
+            P=self.P[idx],
+            position=self.position[idx],
+            position_cov=self.position_cov[idx],
+            age=self.age[idx],
+            hits=self.hits[idx],
+            time_since_update=self.time_since_update[idx],
+            cov_trace=self.cov_trace[idx],
+            updated=self.updated[idx],
+            nis=self.nis[idx],
+            innovation=self.innovation[idx],
+            innovation_cov=self.innovation_cov[idx],
+            scores=self.scores[idx],
+            labels=self.labels[idx],
+            det_index=self.det_index[idx],
             space=self.space,
         )
 
     @classmethod
-    def empty(cls, t: float, sensor: str, dim_x: int = 4, dim_z: int = 2, space: str = "point") -> Tracks:
+    def empty(
+        cls, t: float, sensor: str, dim_x: int = 4, dim_z: int = 2, space: str = "point"
+    ) -> Tracks:
         z = np.zeros
         return cls(
-            t=t, sensor=sensor, ids=z(0, np.int64), status=z(0, np.int64), x=z((0, dim_x)),
-            P=z((0, dim_x, dim_x)), position=z((0, 2)), position_cov=z((0, 2, 2)), age=z(0, np.int64),
-            hits=z(0, np.int64), time_since_update=z(0), cov_trace=z(0), updated=z(0, bool),
-            nis=z(0), innovation=z((0, dim_z)), innovation_cov=z((0, dim_z, dim_z)), scores=z(0),
-            labels=z(0, np.int64), det_index=z(0, np.int64), space=space,
+            t=t,
+            sensor=sensor,
+            ids=z(0, np.int64),
+            status=z(0, np.int64),
+            x=z((0, dim_x)),
+            P=z((0, dim_x, dim_x)),
+            position=z((0, 2)),
+            position_cov=z((0, 2, 2)),
+            age=z(0, np.int64),
+            hits=z(0, np.int64),
+            time_since_update=z(0),
+            cov_trace=z(0),
+            updated=z(0, bool),
+            nis=z(0),
+            innovation=z((0, dim_z)),
+            innovation_cov=z((0, dim_z, dim_z)),
+            scores=z(0),
+            labels=z(0, np.int64),
+            det_index=z(0, np.int64),
+            space=space,
         )

@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 
 class FieldOfView(BaseModel):
-    """Ground-plane sector (ego frame, x forward, y left) or, for image channels, a pixel rectangle."""
+    """Ground-plane sector (ego frame: x forward, y left), or a pixel rectangle for images."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -34,15 +34,19 @@ class FieldOfView(BaseModel):
         p = np.asarray(points, dtype=np.float64).reshape(-1, 2)
         if self.image_width is not None and self.image_height is not None:
             return (
-                (p[:, 0] >= margin) & (p[:, 0] <= self.image_width - margin)
-                & (p[:, 1] >= margin) & (p[:, 1] <= self.image_height - margin)
+                (p[:, 0] >= margin)
+                & (p[:, 0] <= self.image_width - margin)
+                & (p[:, 1] >= margin)
+                & (p[:, 1] <= self.image_height - margin)
             )
         r = np.hypot(p[:, 0], p[:, 1])
         az = np.degrees(np.arctan2(p[:, 1], p[:, 0]))
         ang_margin = np.degrees(margin / np.maximum(r, 1e-6))
         return (
-            (r >= self.range_min + margin) & (r <= self.range_max - margin)
-            & (az >= self.azimuth_min_deg + ang_margin) & (az <= self.azimuth_max_deg - ang_margin)
+            (r >= self.range_min + margin)
+            & (r <= self.range_max - margin)
+            & (az >= self.azimuth_min_deg + ang_margin)
+            & (az <= self.azimuth_max_deg - ang_margin)
         )
 
 

@@ -7,13 +7,15 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from perception.metrics import MotAccumulator, evaluate, euclidean_distance, iou_distance
+from perception.metrics import MotAccumulator, euclidean_distance, evaluate, iou_distance
 from perception.mot import SAMPLES, MotSequence, read_mot, sample_paths, write_mot
 
 
 def _frames(rows: list[tuple[int, int, float, float, float, float]]) -> MotSequence:
     a = np.array(rows, dtype=np.float64).reshape(-1, 6)
-    return MotSequence(a[:, 0].astype(np.int64), a[:, 1].astype(np.int64), a[:, 2:6], np.ones(len(a)))
+    return MotSequence(
+        a[:, 0].astype(np.int64), a[:, 1].astype(np.int64), a[:, 2:6], np.ones(len(a))
+    )
 
 
 def test_perfect_tracker_scores_one() -> None:
@@ -67,10 +69,21 @@ def test_mot_round_trip(tmp_path) -> None:
 # ----------------------------------------------------------- cross-check with py-motmetrics
 mm = pytest.importorskip("motmetrics", reason="cross-check needs the 'metrics' extra (motmetrics)")
 if not hasattr(np, "asfarray"):  # py-motmetrics 1.4.0 still calls np.asfarray, removed in numpy 2
-    np.asfarray = lambda a, dtype=np.float64: np.asarray(a, dtype=dtype)  # type: ignore[attr-defined]
+    np.asfarray = lambda a, dtype=np.float64: np.asarray(a, dtype=dtype)  # type: ignore[attr-defined]  # noqa: NPY201
 
-_NAMES = ["mota", "motp", "idf1", "idp", "idr", "num_switches", "num_misses", "num_false_positives",
-          "num_objects", "num_predictions", "idtp"]
+_NAMES = [
+    "mota",
+    "motp",
+    "idf1",
+    "idp",
+    "idr",
+    "num_switches",
+    "num_misses",
+    "num_false_positives",
+    "num_objects",
+    "num_predictions",
+    "idtp",
+]
 
 
 def _motmetrics(gt: MotSequence, hyp: MotSequence) -> dict[str, float]:
@@ -79,7 +92,11 @@ def _motmetrics(gt: MotSequence, hyp: MotSequence) -> dict[str, float]:
     for f in sorted(set(g) | set(h)):
         gi, gx = g.get(f, (np.zeros(0, np.int64), np.zeros((0, 4))))
         hi, hx = h.get(f, (np.zeros(0, np.int64), np.zeros((0, 4))))
-        d = mm.distances.iou_matrix(gx, hx, max_iou=0.5) if len(gi) and len(hi) else np.empty((len(gi), len(hi)))
+        d = (
+            mm.distances.iou_matrix(gx, hx, max_iou=0.5)
+            if len(gi) and len(hi)
+            else np.empty((len(gi), len(hi)))
+        )
         acc.update(gi, hi, d, frameid=f)
     s = mm.metrics.create().compute(acc, metrics=_NAMES, name="x")
     return {k: float(s[k].iloc[0]) for k in _NAMES}
@@ -104,11 +121,19 @@ def test_agrees_with_motmetrics_on_real_sequences(name: str) -> None:
 _row = st.tuples(st.integers(1, 6), st.integers(1, 5), st.integers(0, 6), st.integers(0, 6))
 
 
-@given(st.lists(_row, max_size=25, unique_by=lambda r: (r[0], r[1])),
-       st.lists(_row, max_size=25, unique_by=lambda r: (r[0], r[1])),
-       st.randoms(use_true_random=False))
+@given(
+    st.lists(_row, max_size=25, unique_by=lambda r: (r[0], r[1])),
+    st.lists(_row, max_size=25, unique_by=lambda r: (r[0], r[1])),
+    st.randoms(use_true_random=False),
+)
 def test_agrees_with_motmetrics_on_random_sequences(g, h, rnd) -> None:
     def seq(rows):
         # jitter sizes so that assignment costs have no ties (ties may be broken differently)
-        return _frames([(f, i, 4.0 * x, 4.0 * y, 10.0 + rnd.random(), 10.0 + rnd.random()) for f, i, x, y in rows])
+        return _frames(
+            [
+                (f, i, 4.0 * x, 4.0 * y, 10.0 + rnd.random(), 10.0 + rnd.random())
+                for f, i, x, y in rows
+            ]
+        )
+
     _assert_agree(seq(g), seq(h))
