@@ -117,11 +117,11 @@ def sample_paths(name: str) -> tuple[Path, Path]:
 def detections_by_frame(
     seq: MotSequence, sensor: str = "camera", sigma_px: float = 4.0
 ) -> dict[int, Detections]:
-    """frame → box Detections (IDs dropped; confidence clipped to [0, 1] as the score)."""
+    """frame → box Detections (IDs dropped; confidence as score, unknown (−1) as 1)."""
     out: dict[int, Detections] = {}
     for f, (_, xywh) in seq.by_frame().items():
         sel = seq.frame == f
-        conf = np.clip(seq.conf[sel], 0.0, 1.0)
+        conf = np.where(seq.conf[sel] < 0, 1.0, np.clip(seq.conf[sel], 0.0, 1.0))  # -1 = unknown
         good = (xywh[:, 2] > 0) & (xywh[:, 3] > 0)
         out[f] = Detections.from_boxes(
             xywh[good], t=float(f), fmt="xywh", scores=conf[good], sensor=sensor, sigma_px=sigma_px
