@@ -136,7 +136,7 @@ class BiasStepFault(_FaultBase):
 
 
 class BiasRampFault(_FaultBase):
-    """Calibration drift: offset grows at ``rate`` (m/s or px/s) from onset, up to ``max_offset``."""
+    """Calibration drift: offset grows at ``rate`` (m/s or px/s) from onset, to ``max_offset``."""
 
     kind: Literal["bias_ramp"] = "bias_ramp"
     rate: tuple[float, float] = (0.1, 0.0)
