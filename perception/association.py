@@ -1,0 +1,123 @@
+"""Gated data association: cost matrices (Mahalanobis, IoU) and one-to-one Hungarian assignment.
+
+Everything is vectorized over all (track, detection) pairs; the assignment never returns a pair
+whose cost lies outside its gate.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+from numpy.typing import NDArray
+from scipy.optimize import linear_sum_assignment
+from scipy.stats import chi2
+
+FloatArray = NDArray[np.float64]
+IntArray = NDArray[np.int64]
+
+
+class Assignment(NamedTuple):
+    """Result of :func:`associate`: ``matches`` (K, 2) rows [track, detection], plus leftovers."""
+
+    matches: IntArray  # (K, 2) [track index, detection index]
+    unmatched_tracks: IntArray  # (T - K,)
+    unmatched_dets: IntArray  # (D - K,)
+
+
+def chi2_gate(gate_probability: float, dim: int) -> float:
+    """Squared-Mahalanobis gate that a true measurement passes with ``gate_probability`` (χ²)."""
+    if not 0.0 < gate_probability < 1.0:
+        raise ValueError(f"gate_probability must be in (0, 1), got {gate_probability}")
+    if dim < 1:
+        raise ValueError(f"dim must be >= 1, got {dim}")
+    return float(chi2.ppf(gate_probability, dim))
+
+
+def _solve(S: FloatArray, y: FloatArray) -> FloatArray:
+    """S⁻¹ y for stacks of (m, m) matrices and (m,) vectors; pseudo-inverse if one is singular."""
+    try:
+        out = np.linalg.solve(S, y[..., None])[..., 0]
+    except np.linalg.LinAlgError:
+        out = np.einsum("...ij,...j->...i", np.linalg.pinv(S), y)
+    return np.asarray(out, dtype=np.float64)
+
+
+def mahalanobis_cost(
+    z_pred: FloatArray, S_pred: FloatArray, z: FloatArray, R: FloatArray
+) -> FloatArray:
+    """Squared Mahalanobis distances d²[i, j] = yᵀ S⁻¹ y, y = z_j − ẑ_i, S = H P_i Hᵀ + R_j.
+
+    ``z_pred`` (T, m) predicted measurements and ``S_pred`` (T, m, m) their covariances H P Hᵀ;
+    ``z`` (D, m) detections with covariances ``R`` (D, m, m). Returns (T, D).
+    When all R_j are equal, S depends on the track only and one solve per track suffices.
+    """
+    zp = np.asarray(z_pred, dtype=np.float64)
+    Sp = np.asarray(S_pred, dtype=np.float64)
+    zd = np.asarray(z, dtype=np.float64)
+    Rd = np.asarray(R, dtype=np.float64)
+    n_t, n_d = zp.shape[0], zd.shape[0]
+    if n_t == 0 or n_d == 0:
+        return np.zeros((n_t, n_d))
+    y = zd[None, :, :] - zp[:, None, :]  # (T, D, m)
+    if np.all(Rd == Rd[0]):
+        S = Sp + Rd[0]  # (T, m, m)
+        try:
+            L = np.linalg.cholesky(S)
+        except np.linalg.LinAlgError:
+            return np.einsum("tdi,tdi->td", y, _solve(S[:, None, :, :], y))
+        # d² = |L⁻¹ y|²; solve L w = y for every detection at once (D right-hand sides per track).
+        w = np.linalg.solve(L, np.swapaxes(y, 1, 2))  # (T, m, D)
+        return np.einsum("tmd,tmd->td", w, w)
+    S_pair = Sp[:, None, :, :] + Rd[None, :, :, :]  # (T, D, m, m)
+    return np.einsum("tdi,tdi->td", y, _solve(S_pair, y))
+
+
+def iou_matrix(a_xyxy: FloatArray, b_xyxy: FloatArray) -> FloatArray:
+    """Intersection over union of every box in ``a`` (T, 4) with every box in ``b`` (D, 4)."""
+    a = np.asarray(a_xyxy, dtype=np.float64).reshape(-1, 4)
+    b = np.asarray(b_xyxy, dtype=np.float64).reshape(-1, 4)
+    ix1 = np.maximum(a[:, None, 0], b[None, :, 0])
+    iy1 = np.maximum(a[:, None, 1], b[None, :, 1])
+    ix2 = np.minimum(a[:, None, 2], b[None, :, 2])
+    iy2 = np.minimum(a[:, None, 3], b[None, :, 3])
+    inter = np.clip(ix2 - ix1, 0.0, None) * np.clip(iy2 - iy1, 0.0, None)
+    area_a = np.clip(a[:, 2] - a[:, 0], 0.0, None) * np.clip(a[:, 3] - a[:, 1], 0.0, None)
+    area_b = np.clip(b[:, 2] - b[:, 0], 0.0, None) * np.clip(b[:, 3] - b[:, 1], 0.0, None)
+    union = area_a[:, None] + area_b[None, :] - inter
+    out = np.zeros_like(inter)
+    np.divide(inter, union, out=out, where=union > 0.0)
+    return out
+
+
+def associate(cost: FloatArray, gate: float) -> Assignment:
+    """One-to-one assignment minimising total cost among pairs with ``cost <= gate``.
+
+    Pairs outside the gate (or with non-finite cost) get a cost larger than any sum of feasible
+    costs, so the Hungarian solution first maximises the number of gated matches, then minimises
+    their total cost; infeasible pairs it was forced to pick are dropped afterwards.
+    """
+    c = np.asarray(cost, dtype=np.float64)
+    if c.ndim != 2:
+        raise ValueError(f"cost must be (T, D), got shape {c.shape}")
+    n_t, n_d = c.shape
+    feasible = np.isfinite(c) & (c <= gate)
+    if not np.any(feasible):
+        none = np.zeros((0, 2), np.int64)
+        return Assignment(none, np.arange(n_t, dtype=np.int64), np.arange(n_d, dtype=np.int64))
+    fc = c[feasible]
+    lo = float(fc.min())
+    span = float(fc.max()) - lo
+    shifted = np.where(feasible, c - lo, 0.0)  # feasible costs in [0, span]
+    big = (min(n_t, n_d) + 1) * (span + 1.0)
+    work = np.where(feasible, shifted, big)
+    rows, cols = linear_sum_assignment(work)
+    keep = feasible[rows, cols]
+    matches = np.column_stack([rows[keep], cols[keep]]).astype(np.int64)
+    t_mask = np.ones(n_t, bool)
+    t_mask[matches[:, 0]] = False
+    d_mask = np.ones(n_d, bool)
+    d_mask[matches[:, 1]] = False
+    return Assignment(
+        matches, np.flatnonzero(t_mask).astype(np.int64), np.flatnonzero(d_mask).astype(np.int64)
+    )
