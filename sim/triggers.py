@@ -118,7 +118,7 @@ class EgoSpeedCondition(_ConditionBase):
 
 
 class SupervisorStateCondition(_ConditionBase):
-    """The supervisor's health state is one of ``states`` (``negate`` for "is none of")."""
+    """The supervisor's health state is one of ``states`` (``negate``: none of); unknown → False."""
 
     kind: Literal["supervisor_state"] = "supervisor_state"
     states: list[str] = Field(min_length=1)
@@ -126,7 +126,9 @@ class SupervisorStateCondition(_ConditionBase):
 
     def raw(self, ctx: TriggerContext) -> bool:
         s = ctx.state()
-        inside = s is not None and s.upper() in {x.upper() for x in self.states}
+        if s is None:  # unknown state: the condition cannot be asserted either way
+            return False
+        inside = s.upper() in {x.upper() for x in self.states}
         return inside != self.negate
 
 

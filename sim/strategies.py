@@ -1,0 +1,316 @@
+"""Hypothesis strategies for property tests of perception/safety integrations.
+
+``detections()`` valid Detections; ``worlds()`` WorldConfigs; ``triggers()``; ``fault_configs()``
+and ``fault_schedules()`` random faults with triggers inside a duration; ``sensor_configs()``;
+``human_configs()``; ``scenarios()`` a full ``sim.scenario.ScenarioConfig`` when that schema is
+available, else the equivalent dict.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+from hypothesis import strategies as st
+
+from perception.detections import Detections
+from safety.channels import FieldOfView
+from sim.faults import FaultConfig
+from sim.human import HumanConfig
+from sim.sensors import CameraConfig, RadarConfig
+from sim.triggers import TriggerConfig
+from sim.world import (
+    KINDS,
+    ActorConfig,
+    ConstantVelocityMotion,
+    CrossingMotion,
+    EgoConfig,
+    LaneChangeMotion,
+    RandomWalkMotion,
+    StopAndGoMotion,
+    WorldConfig,
+)
+
+__all__ = [
+    "FAULT_KINDS",
+    "actor_configs",
+    "detections",
+    "fault_configs",
+    "fault_schedules",
+    "human_configs",
+    "scenarios",
+    "sensor_configs",
+    "triggers",
+    "worlds",
+]
+
+#: Fault kinds that act on measurement-level (Detections) channels.
+MEASUREMENT_FAULT_KINDS: tuple[str, ...] = (
+    "dropout", "frozen", "latency", "jitter", "reorder", "noise", "bias_step", "bias_ramp",
+    "ghost", "missed", "confidence", "nan", "detector_crash", "detector_hang",
+)  # fmt: skip
+#: Every fault kind.
+FAULT_KINDS: tuple[str, ...] = (*MEASUREMENT_FAULT_KINDS, "glare", "darkness", "blur")
+
+
+def _f(lo: float, hi: float) -> st.SearchStrategy[float]:
+    return st.floats(lo, hi, allow_nan=False, allow_infinity=False)
+
+
+# ----------------------------------------------------------------------------- detections
+@st.composite
+def detections(
+    draw: st.DrawFn,
+    *,
+    space: str | None = None,
+    min_size: int = 0,
+    max_size: int = 10,
+    t: float | None = None,
+    sensor: str = "sensor",
+    extent: float = 80.0,
+) -> Detections:
+    """Valid Detections: ground points within ±``extent`` m, or boxes in a 640×480 image."""
+    sp = space or draw(st.sampled_from(["point", "box"]))
+    n = draw(st.integers(min_size, max_size))
+    tt = t if t is not None else draw(_f(0.0, 1e4))
+    scores = np.array(draw(st.lists(_f(0.0, 1.0), min_size=n, max_size=n)))
+    labels = np.array(draw(st.lists(st.integers(0, len(KINDS) - 1), min_size=n, max_size=n)))
+    if sp == "point":
+        pts = np.array(draw(st.lists(st.tuples(_f(-extent, extent), _f(-extent, extent)),
+                                     min_size=n, max_size=n))).reshape(n, 2)  # fmt: skip
+        sig = np.array(draw(st.lists(_f(0.05, 5.0), min_size=n, max_size=n)))
+        return Detections.from_points(
+            pts, t=tt, sigma=sig, scores=scores, labels=labels, sensor=sensor
+        )
+    rows = draw(
+        st.lists(
+            st.tuples(_f(0, 600), _f(0, 440), _f(2, 200), _f(2, 200)), min_size=n, max_size=n
+        )
+    )
+    b = np.array(rows, dtype=np.float64).reshape(n, 4)
+    xyxy = np.column_stack([b[:, 0], b[:, 1], b[:, 0] + b[:, 2], b[:, 1] + b[:, 3]])
+    sigma = draw(_f(0.5, 5.0))
+    return Detections.from_boxes(
+        xyxy, t=tt, scores=scores, labels=labels, sensor=sensor, sigma_px=sigma
+    )
+
+
+# ----------------------------------------------------------------------------- triggers
+@st.composite
+def triggers(draw: st.DrawFn, *, duration: float = 20.0, simple: bool = False) -> TriggerConfig:
+    """A trigger firing within ``duration``: a time, or (unless ``simple``) a condition group."""
+    at = round(draw(_f(0.0, 0.9 * duration)), 3)
+    if simple or draw(st.booleans()):
+        return TriggerConfig(at=at)
+    extra = draw(
+        st.sampled_from(
+            [
+                {"kind": "distance", "rule": "less", "value": draw(_f(5.0, 60.0))},
+                {"kind": "ego_speed", "rule": "greater", "value": draw(_f(0.0, 5.0))},
+            ]
+        )
+    )
+    time_cond = {"kind": "simulation_time", "rule": "greater", "value": at}
+    return TriggerConfig.model_validate({"any_of": [[time_cond, extra], [
+        {"kind": "simulation_time", "rule": "greater", "value": round(min(duration, at + 2.0), 3)}
+    ]]})  # fmt: skip
+
+
+# ----------------------------------------------------------------------------- world
+@st.composite
+def actor_configs(
+    draw: st.DrawFn, *, actor_id: int = 0, patterns: Sequence[str] | None = None
+) -> ActorConfig:
+    """One actor ahead of ego (5–60 m, ±8 m lateral) with a random motion pattern."""
+    kind = draw(st.sampled_from(KINDS))
+    pattern = draw(
+        st.sampled_from(
+            list(patterns or ())
+            or ["constant_velocity", "lane_change", "crossing", "stop_and_go", "random_walk"]
+        )
+    )
+    pos = (round(draw(_f(5.0, 60.0)), 2), round(draw(_f(-8.0, 8.0)), 2))
+    motion: Any
+    if pattern == "constant_velocity":
+        motion = ConstantVelocityMotion(velocity=(draw(_f(0.0, 20.0)), draw(_f(-1.0, 1.0))))
+    elif pattern == "lane_change":
+        motion = LaneChangeMotion(
+            speed=draw(_f(0.0, 20.0)), lateral_offset=draw(_f(-4.0, 4.0)),
+            duration=draw(_f(1.0, 6.0)), start_time=draw(_f(0.0, 10.0)),
+        )  # fmt: skip
+    elif pattern == "crossing":
+        motion = CrossingMotion(
+            speed=draw(_f(0.5, 3.0)), heading_deg=draw(st.sampled_from([90.0, -90.0])),
+            distance=draw(_f(2.0, 16.0)), start_time=draw(_f(0.0, 10.0)),
+        )  # fmt: skip
+    elif pattern == "stop_and_go":
+        motion = StopAndGoMotion(
+            speed=draw(_f(2.0, 15.0)), go_time=draw(_f(1.0, 8.0)), stop_time=draw(_f(1.0, 6.0)),
+            accel=draw(_f(0.5, 4.0)),
+        )  # fmt: skip
+    else:
+        motion = RandomWalkMotion(sigma_accel=draw(_f(0.0, 1.5)), max_speed=draw(_f(0.5, 3.0)))
+    return ActorConfig(id=actor_id, kind=kind, position=pos, motion=motion)
+
+
+@st.composite
+def worlds(
+    draw: st.DrawFn, *, min_actors: int = 0, max_actors: int = 6, ego_speed: tuple[float, float] = (0.0, 25.0)
+) -> WorldConfig:
+    """A WorldConfig with up to ``max_actors`` actors (unique ids) and a constant ego speed."""
+    n = draw(st.integers(min_actors, max_actors))
+    actors = [draw(actor_configs(actor_id=i + 1)) for i in range(n)]
+    return WorldConfig(ego=EgoConfig(speed=draw(_f(*ego_speed))), actors=actors)
+
+
+# ----------------------------------------------------------------------------- sensors
+@st.composite
+def sensor_configs(draw: st.DrawFn, *, channel: str = "camera", kind: str | None = None) -> Any:
+    """A measurement-level camera or radar config with random noise and FOV."""
+    k = kind or draw(st.sampled_from(["camera", "radar"]))
+    half = draw(_f(20.0, 80.0))
+    fov = FieldOfView(azimuth_min_deg=-half, azimuth_max_deg=half, range_max=draw(_f(30.0, 150.0)))
+    rate = draw(st.sampled_from([5.0, 10.0, 20.0]))
+    if k == "camera":
+        return CameraConfig(
+            channel=channel, rate_hz=rate, fov=fov, sigma_range=draw(_f(0.05, 1.0)),
+            sigma_azimuth_deg=draw(_f(0.05, 1.0)), p_detect=draw(_f(0.7, 1.0)),
+        )  # fmt: skip
+    return RadarConfig(
+        channel=channel, rate_hz=rate, fov=fov, sigma_range=draw(_f(0.05, 1.0)),
+        clutter_rate=draw(_f(0.0, 3.0)), p_detect=draw(_f(0.7, 1.0)),
+    )  # fmt: skip
+
+
+# ----------------------------------------------------------------------------- faults
+def _params(draw: st.DrawFn, kind: str) -> dict[str, Any]:
+    if kind == "dropout":
+        return {"probability": draw(_f(0.3, 1.0))}
+    if kind == "frozen":
+        return {"restamp": draw(st.booleans())}
+    if kind == "latency":
+        return {"delay": draw(_f(0.1, 2.0))}
+    if kind == "jitter":
+        return {"sigma": draw(_f(0.01, 0.3))}
+    if kind == "reorder":
+        return {"probability": draw(_f(0.1, 1.0))}
+    if kind == "noise":
+        return {"sigma": draw(_f(0.2, 5.0)), "inflate_R": draw(st.booleans())}
+    if kind == "bias_step":
+        return {"offset": (draw(_f(-5.0, 5.0)), draw(_f(-5.0, 5.0)))}
+    if kind == "bias_ramp":
+        return {"rate": (draw(_f(-1.0, 1.0)), draw(_f(-1.0, 1.0)))}
+    if kind == "ghost":
+        return {"count": draw(st.integers(1, 3))}
+    if kind == "missed":
+        return {"probability": draw(_f(0.2, 1.0))}
+    if kind == "confidence":
+        return {"scale": draw(_f(0.0, 0.9)), "shift": draw(_f(-0.3, 0.0))}
+    if kind == "nan":
+        return {"fraction": draw(_f(0.05, 1.0))}
+    if kind == "detector_hang":
+        return {"seconds": draw(_f(0.05, 2.0))}
+    if kind == "glare":
+        return {"center": (draw(_f(0.1, 0.9)), draw(_f(0.1, 0.9))), "radius": draw(_f(0.05, 0.5))}
+    if kind == "darkness":
+        return {"gain": draw(_f(0.05, 0.6)), "gamma": draw(_f(1.0, 3.0))}
+    if kind == "blur":
+        return {"sigma": draw(_f(1.0, 8.0))}
+    return {}
+
+
+@st.composite
+def fault_configs(
+    draw: st.DrawFn,
+    *,
+    channels: Sequence[str] = ("camera",),
+    duration: float = 20.0,
+    kinds: Sequence[str] | None = None,
+) -> Any:
+    """One fault on one of ``channels``, starting within ``duration`` and lasting 0.5 s or more."""
+    kind = draw(st.sampled_from(list(kinds or MEASUREMENT_FAULT_KINDS)))
+    start = draw(triggers(duration=duration))
+    length = draw(st.one_of(st.none(), _f(0.5, max(0.5, duration / 2))))
+    data = {
+        "kind": kind, "channel": draw(st.sampled_from(list(channels))),
+        "start": start.model_dump(), "duration": length, **_params(draw, kind),
+    }  # fmt: skip
+    from pydantic import TypeAdapter
+
+    return TypeAdapter(FaultConfig).validate_python(data)
+
+
+@st.composite
+def fault_schedules(
+    draw: st.DrawFn,
+    *,
+    channels: Sequence[str] = ("camera", "radar"),
+    duration: float = 20.0,
+    min_faults: int = 0,
+    max_faults: int = 3,
+    kinds: Sequence[str] | None = None,
+) -> list[Any]:
+    """A list of faults with triggers inside ``duration`` (possibly several on one channel)."""
+    n = draw(st.integers(min_faults, max_faults))
+    return [
+        draw(fault_configs(channels=channels, duration=duration, kinds=kinds)) for _ in range(n)
+    ]
+
+
+# ----------------------------------------------------------------------------- human
+@st.composite
+def human_configs(draw: st.DrawFn) -> HumanConfig:
+    """A driver: attentive, distracted or absent, default or random reaction parameters."""
+    profile = draw(st.sampled_from(["attentive", "distracted", "absent"]))
+    if profile == "absent":
+        return HumanConfig(profile="absent")
+    return HumanConfig(
+        profile=profile, median=draw(st.one_of(st.none(), _f(0.5, 12.0))),
+        sigma=draw(st.one_of(st.none(), _f(0.0, 1.0))),
+    )  # fmt: skip
+
+
+# ----------------------------------------------------------------------------- scenarios
+@st.composite
+def scenarios(
+    draw: st.DrawFn,
+    *,
+    duration: float = 10.0,
+    max_actors: int = 4,
+    max_faults: int = 2,
+    channels: Sequence[str] = ("camera", "radar"),
+    as_dict: bool = False,
+) -> Any:
+    """A scenario: world, one measurement-level sensor per channel, faults, human and seed.
+
+    Returns a validated ``sim.scenario.ScenarioConfig`` when that module exists (unless
+    ``as_dict``), else the plain dict (keys: name, duration, seed, world, sensors,
+    faults, human).
+    """
+    world = draw(worlds(max_actors=max_actors))
+    sensors = [
+        draw(sensor_configs(channel=c, kind="radar" if "radar" in c else "camera"))
+        for c in channels
+    ]
+    faults = draw(fault_schedules(channels=channels, duration=duration, max_faults=max_faults))
+    data: dict[str, Any] = {
+        "name": f"generated-{draw(st.integers(0, 10**6))}",
+        "duration": duration,
+        "seed": draw(st.integers(0, 2**32 - 1)),
+        "world": world.model_dump(mode="json"),
+        "sensors": [s.model_dump(mode="json") for s in sensors],
+        "faults": [f.model_dump(mode="json", exclude_none=True) for f in faults],
+        "human": draw(human_configs()).model_dump(mode="json", exclude_none=True),
+    }
+    if as_dict:
+        return data
+    return _to_scenario(data)
+
+
+def _to_scenario(data: dict[str, Any]) -> Any:
+    try:
+        from sim.scenario import ScenarioConfig
+    except ImportError:  # the scenario schema is not available: hand back the dict
+        return data
+    return ScenarioConfig.model_validate(data)
