@@ -450,7 +450,7 @@ class ObjectOutput(_Criterion):
     ``in_zone_only``); with ``uncorroborated`` set, the matched object also carries that flag."""
 
     kind: Literal["object_output"] = "object_output"
-    actor: str
+    actor: int | str
     from_t: float = Field(default=0.0, ge=0)
     to_t: float | None = None
     min_fraction: float = Field(default=1.0, gt=0, le=1)
@@ -467,9 +467,9 @@ class ObjectOutput(_Criterion):
             if self.uncorroborated is None
             else (" uncorroborated" if self.uncorroborated else " corroborated")
         )
-        if self.actor not in s.actor_ids:
+        if str(self.actor) not in s.actor_ids:
             return self._result(exp, "n/a", "fraction", Verdict.FAILURE, f"no actor {self.actor!r}")
-        a = s.actor_ids.index(self.actor)
+        a = s.actor_ids.index(str(self.actor))
         end = math.inf if self.to_t is None else self.to_t
         m = match_frames(s.truth_pos, s.objects, ev.tolerance.gate)
         exists = ~np.isnan(s.truth_pos[:, a, 0]) & (s.t >= self.from_t - 1e-9) & (s.t <= end + 1e-9)

@@ -279,6 +279,8 @@ class ScenarioResult:
     source: str | None = None  # scenario file, when loaded from one
     params: dict[str, Any] = field(default_factory=dict)  # sweep parameters of this variant
     error: str | None = None  # set when the run itself failed (config or crash)
+    #: rendered frames per channel when the run recorded them (kept in memory, never serialised)
+    frames: dict[str, list[Any]] = field(default_factory=dict, metadata={"json": False}, repr=False)
 
     @property
     def failures(self) -> list[CriterionResult]:
@@ -333,7 +335,11 @@ def _encode(obj: Any) -> Any:
     if isinstance(obj, StrEnum):
         return str(obj)
     if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
-        return {f.name: _encode(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+        return {
+            f.name: _encode(getattr(obj, f.name))
+            for f in dataclasses.fields(obj)
+            if f.metadata.get("json", True)
+        }
     if isinstance(obj, dict):
         return {str(k): _encode(v) for k, v in obj.items()}
     if isinstance(obj, list | tuple):
