@@ -2,7 +2,8 @@
 
 Definitions (all times are simulated seconds; a step's state lasts until the next step):
 
-- **wrong output** at a step: some ground-truth actor inside the critical zone is *missing* from
+- **wrong output** at a step: some ground-truth actor that has been inside the critical zone for
+  at least ``entry_grace_s`` (time to confirm a new track) is *missing* from
   the supervisor's output (no output object within the association gate after a one-to-one
   assignment) or is *off* (its assigned object is farther than the position tolerance).
 - **silent failure time**: total duration of steps whose output is wrong while the supervisor
@@ -95,6 +96,12 @@ class ToleranceConfig(BaseModel):
         default=None, gt=0, description="association gate truth↔output (m); default 3 × position_m"
     )
     critical_zone: CriticalZone = CriticalZone()
+    entry_grace_s: float = Field(
+        default=0.5,
+        ge=0,
+        description="an actor must be output once it has been in the critical zone this long "
+        "(covers track confirmation after it appears, including at the start)",
+    )
     alarm_grace_s: float = Field(
         default=10.0,
         ge=0,
@@ -249,10 +256,22 @@ def _finite(x: float) -> float | None:
 
 
 # --------------------------------------------------------------------------- per-step evaluation
+def settled(t: FloatArray, mask: BoolArray, grace: float) -> BoolArray:
+    """``mask`` (T, A) restricted to entries that have held continuously for ``grace`` seconds."""
+    if grace <= 0 or mask.size == 0:
+        return mask
+    T = mask.shape[0]
+    prev = np.vstack([np.zeros((1, mask.shape[1]), bool), mask[:-1]])
+    start = np.where(mask & ~prev, np.arange(T)[:, None], -1)
+    since = np.maximum.accumulate(start, axis=0)  # step of the latest entry
+    held = t[:, None] - t[np.maximum(since, 0)]
+    return mask & (since >= 0) & (held >= grace - 1e-9)
+
+
 def evaluate_steps(series: TimeSeries, tol: ToleranceConfig) -> StepMetrics:
     """Per-step wrong / silent flags of the output against critical-zone actors."""
     truth = series.truth_pos
-    zone = tol.critical_zone.contains(truth)
+    zone = settled(series.t, tol.critical_zone.contains(truth), tol.entry_grace_s)
     tz = np.where(zone[..., None], truth, np.nan)
     m = match_frames(tz, series.objects, tol.gate)
     missing = zone & ~m.matched

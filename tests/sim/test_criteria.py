@@ -19,7 +19,7 @@ from sim.results import (
     passed_from,
 )
 
-TOL = ToleranceConfig(position_m=2.0)
+TOL = ToleranceConfig(position_m=2.0, entry_grace_s=0.0)
 N = 100  # 10 s at 10 Hz
 CORR = 1 | (1 << 1) | (1 << 2)  # corroborated, channels camera + radar
 UNCORR_RADAR = 1 << 2  # uncorroborated, radar only

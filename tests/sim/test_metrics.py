@@ -26,7 +26,9 @@ from sim.results import (
 )
 
 DT = 0.1
-TOL = ToleranceConfig(position_m=2.0, critical_zone=CriticalZone(x=(0.0, 60.0), y=(-5.0, 5.0)))
+TOL = ToleranceConfig(
+    position_m=2.0, critical_zone=CriticalZone(x=(0.0, 60.0), y=(-5.0, 5.0)), entry_grace_s=0.0
+)
 
 
 def series(
@@ -98,6 +100,20 @@ def test_actor_outside_critical_zone_may_be_missing() -> None:
     m = compute_metrics(series(n, truth, objects, ["NOMINAL"] * n), [], [], [], TOL)
     assert m.silent_failure_s == 0.0
     assert m.per_step.in_zone.tolist() == [1] * n
+
+
+def test_actor_must_be_output_only_after_entry_grace() -> None:
+    n = 30
+    truth = one_actor(n, 70.0)  # outside the zone (x <= 60) until step 10
+    truth[10:, 0, 0] = 55.0
+    objects = [[] if i < 14 else [(1, 55.0, 0.0, 1)] for i in range(n)]
+    tol = TOL.model_copy(update={"entry_grace_s": 0.3})
+    per = evaluate_steps(series(n, truth, objects, ["NOMINAL"] * n), tol)
+    assert np.flatnonzero(per.silent).tolist() == [13]  # in zone from 1.0 s, due at 1.3 s
+    truth[20:22, 0, 0] = 70.0  # leaves and re-enters: the grace starts again
+    objects = [[] if i < 14 or i >= 20 else [(1, 55.0, 0.0, 1)] for i in range(n)]
+    per = evaluate_steps(series(n, truth, objects, ["NOMINAL"] * n), tol)
+    assert np.flatnonzero(per.silent).tolist() == [13, 25, 26, 27, 28, 29]
 
 
 def test_one_output_cannot_vouch_for_two_close_actors() -> None:
