@@ -84,9 +84,7 @@ def detections(
             pts, t=tt, sigma=sig, scores=scores, labels=labels, sensor=sensor
         )
     rows = draw(
-        st.lists(
-            st.tuples(_f(0, 600), _f(0, 440), _f(2, 200), _f(2, 200)), min_size=n, max_size=n
-        )
+        st.lists(st.tuples(_f(0, 600), _f(0, 440), _f(2, 200), _f(2, 200)), min_size=n, max_size=n)
     )
     b = np.array(rows, dtype=np.float64).reshape(n, 4)
     xyxy = np.column_stack([b[:, 0], b[:, 1], b[:, 0] + b[:, 2], b[:, 1] + b[:, 3]])
@@ -111,9 +109,10 @@ def triggers(draw: st.DrawFn, *, duration: float = 20.0, simple: bool = False) -
             ]
         )
     )
-    time_cond = {"kind": "simulation_time", "rule": "greater", "value": at}
+    time_cond = {"kind": "simulation_time", "rule": "greater_equal", "value": at}
+    latest = round(min(0.95 * duration, at + 2.0), 3)  # fires by then whatever the world does
     return TriggerConfig.model_validate({"any_of": [[time_cond, extra], [
-        {"kind": "simulation_time", "rule": "greater", "value": round(min(duration, at + 2.0), 3)}
+        {"kind": "simulation_time", "rule": "greater_equal", "value": latest}
     ]]})  # fmt: skip
 
 
@@ -151,12 +150,18 @@ def actor_configs(
         )  # fmt: skip
     else:
         motion = RandomWalkMotion(sigma_accel=draw(_f(0.0, 1.5)), max_speed=draw(_f(0.5, 3.0)))
-    return ActorConfig(id=actor_id, kind=kind, position=pos, motion=motion)
+    return ActorConfig.model_validate(
+        {"id": actor_id, "kind": kind, "position": pos, "motion": motion}
+    )
 
 
 @st.composite
 def worlds(
-    draw: st.DrawFn, *, min_actors: int = 0, max_actors: int = 6, ego_speed: tuple[float, float] = (0.0, 25.0)
+    draw: st.DrawFn,
+    *,
+    min_actors: int = 0,
+    max_actors: int = 6,
+    ego_speed: tuple[float, float] = (0.0, 25.0),
 ) -> WorldConfig:
     """A WorldConfig with up to ``max_actors`` actors (unique ids) and a constant ego speed."""
     n = draw(st.integers(min_actors, max_actors))
@@ -265,10 +270,10 @@ def human_configs(draw: st.DrawFn) -> HumanConfig:
     profile = draw(st.sampled_from(["attentive", "distracted", "absent"]))
     if profile == "absent":
         return HumanConfig(profile="absent")
-    return HumanConfig(
-        profile=profile, median=draw(st.one_of(st.none(), _f(0.5, 12.0))),
-        sigma=draw(st.one_of(st.none(), _f(0.0, 1.0))),
-    )  # fmt: skip
+    return HumanConfig.model_validate({
+        "profile": profile, "median": draw(st.one_of(st.none(), _f(0.5, 12.0))),
+        "sigma": draw(st.one_of(st.none(), _f(0.0, 1.0))),
+    })  # fmt: skip
 
 
 # ----------------------------------------------------------------------------- scenarios
@@ -285,8 +290,8 @@ def scenarios(
     """A scenario: world, one measurement-level sensor per channel, faults, human and seed.
 
     Returns a validated ``sim.scenario.ScenarioConfig`` when that module exists (unless
-    ``as_dict``), else the plain dict (keys: name, duration, seed, world, sensors,
-    faults, human).
+    ``as_dict``), else the plain dict (keys: name, duration_s, seed, world, sensors,
+    supervisor (one channel per sensor: the first primary, the rest redundant), faults, human).
     """
     world = draw(worlds(max_actors=max_actors))
     sensors = [
@@ -294,12 +299,23 @@ def scenarios(
         for c in channels
     ]
     faults = draw(fault_schedules(channels=channels, duration=duration, max_faults=max_faults))
+    supervisor = {
+        "channels": [
+            {
+                "name": s.channel, "kind": "radar" if s.kind == "radar" else "camera",
+                "role": "primary" if i == 0 else "redundant", "expected_rate_hz": s.rate_hz,
+                "fov": s.fov.model_dump(mode="json"),
+            }
+            for i, s in enumerate(sensors)
+        ]
+    }  # fmt: skip
     data: dict[str, Any] = {
         "name": f"generated-{draw(st.integers(0, 10**6))}",
-        "duration": duration,
+        "duration_s": duration,
         "seed": draw(st.integers(0, 2**32 - 1)),
         "world": world.model_dump(mode="json"),
         "sensors": [s.model_dump(mode="json") for s in sensors],
+        "supervisor": supervisor,
         "faults": [f.model_dump(mode="json", exclude_none=True) for f in faults],
         "human": draw(human_configs()).model_dump(mode="json", exclude_none=True),
     }

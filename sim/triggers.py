@@ -2,7 +2,7 @@
 
 Each condition has a rule, an ``edge`` (rising / falling / rising_or_falling / none) and a
 ``delay``; a trigger fires when every condition of at least one group holds. ``at: 5.0`` is
-shorthand for "simulation time > 5 s". Triggers are stateful (edges need the previous value).
+shorthand for "simulation time >= 5 s". Triggers are stateful (edges need the previous value).
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ __all__ = [
 ]
 
 Edge = Literal["rising", "falling", "rising_or_falling", "none"]
-Rule = Literal["greater", "less"]
+Rule = Literal["greater", "less", "greater_equal", "less_equal"]
 
 
 @dataclass
@@ -165,7 +165,7 @@ class TriggerConfig(BaseModel):
         """All condition groups, with ``at`` expanded to a simulation-time condition."""
         groups: list[list[Any]] = [list(g) for g in self.any_of]
         if self.at is not None:
-            groups.append([SimulationTimeCondition(rule="greater", value=self.at)])
+            groups.append([SimulationTimeCondition(rule="greater_equal", value=self.at)])
         return groups
 
 
@@ -256,7 +256,7 @@ class Trigger:
 
 
 def _describe(c: Any) -> str:
-    op = {"greater": ">", "less": "<"}
+    op = {"greater": ">", "less": "<", "greater_equal": ">=", "less_equal": "<="}
     if isinstance(c, SimulationTimeCondition):
         s = f"t {op[c.rule]} {c.value:g}"
     elif isinstance(c, DistanceCondition):
@@ -274,7 +274,13 @@ def _describe(c: Any) -> str:
 
 
 def _compare(x: float, rule: Rule, value: float) -> bool:
-    return x > value if rule == "greater" else x < value
+    if rule == "greater":
+        return x > value
+    if rule == "less":
+        return x < value
+    if rule == "greater_equal":
+        return x >= value - 1e-9  # tolerant of accumulated step times
+    return x <= value + 1e-9
 
 
 def evaluate_all(triggers: Sequence[Trigger], ctx: TriggerContext) -> list[bool]:

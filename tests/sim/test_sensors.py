@@ -1,4 +1,4 @@
-"""Sensors: FOV and range limits, occlusion, range-dependent noise, clutter, rendering + detector."""
+"""Sensors: FOV/range limits, occlusion, range-dependent noise, clutter, rendering + detector."""
 
 from __future__ import annotations
 
@@ -26,7 +26,9 @@ from sim.sensors import (
 from sim.world import ActorConfig, EgoConfig, Truth, World, WorldConfig
 
 
-def truth_of(positions: list[tuple[float, float]], *, kind: str = "vehicle", speed: float = 0.0) -> Truth:
+def truth_of(
+    positions: list[tuple[float, float]], *, kind: str = "vehicle", speed: float = 0.0
+) -> Truth:
     cfg = WorldConfig(
         ego=EgoConfig(speed=speed),
         actors=[ActorConfig(id=i + 1, kind=kind, position=p) for i, p in enumerate(positions)],  # type: ignore[arg-type]
@@ -45,12 +47,16 @@ def test_sensor_config_is_discriminated_by_kind() -> None:
     ta = TypeAdapter(SensorConfig)
     assert isinstance(ta.validate_python({"kind": "radar", "channel": "r"}), RadarConfig)
     assert isinstance(ta.validate_python({"kind": "camera", "channel": "c"}), CameraConfig)
-    assert isinstance(ta.validate_python({"kind": "camera_frames", "channel": "f"}), FrameCameraConfig)
+    assert isinstance(
+        ta.validate_python({"kind": "camera_frames", "channel": "f"}), FrameCameraConfig
+    )
     with pytest.raises(ValidationError):
         ta.validate_python({"kind": "sonar", "channel": "s"})
     with pytest.raises(ValidationError):
         ta.validate_python({"kind": "radar", "channel": "r", "clutter": 3})
-    assert isinstance(make_sensor(ta.validate_python({"kind": "radar", "channel": "r"})), RadarSensor)
+    assert isinstance(
+        make_sensor(ta.validate_python({"kind": "radar", "channel": "r"})), RadarSensor
+    )
 
 
 def test_rate_grid() -> None:
@@ -88,7 +94,12 @@ def test_camera_does_not_see_an_occluded_actor() -> None:
     counts = np.zeros(3)
     for _ in range(50):
         d = cam.measure(0.0, t, rng)
-        near = np.argmin(np.hypot(d.z[:, None, 0] - t.positions[None, :, 0], d.z[:, None, 1] - t.positions[None, :, 1]), axis=1)
+        near = np.argmin(
+            np.hypot(
+                d.z[:, None, 0] - t.positions[None, :, 0], d.z[:, None, 1] - t.positions[None, :, 1]
+            ),
+            axis=1,
+        )
         counts += np.bincount(near, minlength=3)
     assert counts[0] == 50 and counts[2] == 50 and counts[1] == 0
 

@@ -24,7 +24,7 @@ def cond(kind: str, **kw: object) -> dict[str, object]:
 def test_at_shorthand_and_bare_number() -> None:
     for cfg in (TriggerConfig(at=2.0), TriggerConfig.model_validate(2.0)):
         out = series(Trigger(cfg), [ctx(t) for t in (0.0, 1.0, 2.0, 2.1, 5.0)])
-        assert out == [False, False, False, True, True]
+        assert out == [False, False, True, True, True]
 
 
 def test_and_within_group_or_across_groups() -> None:
@@ -56,7 +56,10 @@ def test_first_evaluation_is_not_an_edge() -> None:
     cfg = TriggerConfig.model_validate(
         {"any_of": [[cond("ego_speed", rule="greater", value=5.0, edge="rising")]]}
     )
-    assert series(Trigger(cfg), [ctx(0.0, ego_speed=9.0), ctx(0.1, ego_speed=9.0)]) == [False, False]
+    assert series(Trigger(cfg), [ctx(0.0, ego_speed=9.0), ctx(0.1, ego_speed=9.0)]) == [
+        False,
+        False,
+    ]
 
 
 def test_falling_and_either_edge() -> None:
@@ -98,11 +101,19 @@ def test_distance_condition_nearest_and_named_actor() -> None:
     ids = np.array([1, 2])
     pos = np.array([[30.0, 0.0], [8.0, 6.0]])  # actor 2 at 10 m
     near = Trigger(TriggerConfig.model_validate({"any_of": [[cond("distance", value=12.0)]]}))
-    one = Trigger(TriggerConfig.model_validate({"any_of": [[cond("distance", actor=1, value=12.0)]]}))
-    far = Trigger(TriggerConfig.model_validate({"any_of": [[cond("distance", actor=1, rule="greater", value=25.0)]]}))
+    one = Trigger(
+        TriggerConfig.model_validate({"any_of": [[cond("distance", actor=1, value=12.0)]]})
+    )
+    far = Trigger(
+        TriggerConfig.model_validate(
+            {"any_of": [[cond("distance", actor=1, rule="greater", value=25.0)]]}
+        )
+    )
     c = ctx(0.0, ids=ids, positions=pos)
     assert near.evaluate(c) and not one.evaluate(c) and far.evaluate(c)
-    missing = Trigger(TriggerConfig.model_validate({"any_of": [[cond("distance", actor=9, value=1e9)]]}))
+    missing = Trigger(
+        TriggerConfig.model_validate({"any_of": [[cond("distance", actor=9, value=1e9)]]})
+    )
     assert not missing.evaluate(c)  # absent actor: infinitely far
 
 
@@ -116,7 +127,11 @@ def test_supervisor_state_value_or_callable() -> None:
     state["now"] = "DEGRADED"
     assert trig.evaluate(ctx(0.1, supervisor_state=lambda: state["now"]))
     assert trig.evaluate(ctx(0.2, supervisor_state="takeover_requested"))
-    neg = Trigger(TriggerConfig.model_validate({"any_of": [[cond("supervisor_state", states=["NOMINAL"], negate=True)]]}))
+    neg = Trigger(
+        TriggerConfig.model_validate(
+            {"any_of": [[cond("supervisor_state", states=["NOMINAL"], negate=True)]]}
+        )
+    )
     assert not neg.evaluate(ctx(0.0, supervisor_state="NOMINAL"))
     assert neg.evaluate(ctx(0.1, supervisor_state="MANUAL"))
     assert not neg.evaluate(ctx(0.2))  # no state known: the condition never holds
@@ -143,7 +158,12 @@ def test_config_errors() -> None:
 
 def test_describe_reads_like_the_rule() -> None:
     cfg = TriggerConfig.model_validate(
-        {"any_of": [[cond("distance", actor=3, value=10.0), cond("ego_speed", value=2.0, edge="rising")]], "at": 9.0}
+        {
+            "any_of": [
+                [cond("distance", actor=3, value=10.0), cond("ego_speed", value=2.0, edge="rising")]
+            ],
+            "at": 9.0,
+        }
     )
     text = Trigger(cfg).describe()
-    assert "distance to actor 3 < 10 m" in text and "rising edge" in text and "t > 9" in text
+    assert "distance to actor 3 < 10 m" in text and "rising edge" in text and "t >= 9" in text

@@ -82,7 +82,9 @@ def test_adding_a_sensor_does_not_change_another_sensors_draws() -> None:
         world = World(mixed_world(), child(ss, "world"))
         sensors: list[tuple[object, np.random.Generator]] = []
         if with_camera:
-            sensors.append((CameraSensor(CameraConfig(channel="camera")), generator(ss, "sensor", "camera")))
+            sensors.append(
+                (CameraSensor(CameraConfig(channel="camera")), generator(ss, "sensor", "camera"))
+            )
         radar = RadarSensor(RadarConfig(channel="radar", clutter_rate=2.0))
         sensors.append((radar, generator(ss, "sensor", "radar")))
         out = []
@@ -101,7 +103,11 @@ def test_adding_a_sensor_does_not_change_another_sensors_draws() -> None:
 def test_constant_velocity_in_ego_frame() -> None:
     cfg = WorldConfig(
         ego=EgoConfig(speed=10.0),
-        actors=[ActorConfig(id=1, position=(20.0, 1.0), motion=ConstantVelocityMotion(velocity=(12.0, 0.5)))],
+        actors=[
+            ActorConfig(
+                id=1, position=(20.0, 1.0), motion=ConstantVelocityMotion(velocity=(12.0, 0.5))
+            )
+        ],
     )
     truth = run(World(cfg), 2.0)[-1]
     np.testing.assert_allclose(truth.positions[0], [20.0 + 2.0 * 2.0, 1.0 + 0.5 * 2.0], atol=1e-9)
@@ -133,7 +139,9 @@ def test_ego_speed_profile_is_integrated() -> None:
 
 def test_lane_change_minimum_jerk_profile() -> None:
     m = LaneChangeMotion(speed=10.0, lateral_offset=-3.5, duration=3.0, start_time=2.0)
-    cfg = WorldConfig(ego=EgoConfig(speed=10.0), actors=[ActorConfig(id=1, position=(15, 3.5), motion=m)])
+    cfg = WorldConfig(
+        ego=EgoConfig(speed=10.0), actors=[ActorConfig(id=1, position=(15, 3.5), motion=m)]
+    )
     w = World(cfg)
     traj = run(w, 7.0)
     ts = np.array([tr.t for tr in traj])
@@ -152,7 +160,9 @@ def test_lane_change_starts_on_trigger() -> None:
         {"any_of": [[{"kind": "distance", "actor": 1, "rule": "less", "value": 10.0}]]}
     )
     m = LaneChangeMotion(speed=5.0, lateral_offset=-3.0, duration=2.0, start_trigger=trig)
-    cfg = WorldConfig(ego=EgoConfig(speed=10.0), actors=[ActorConfig(id=1, position=(30, 3.0), motion=m)])
+    cfg = WorldConfig(
+        ego=EgoConfig(speed=10.0), actors=[ActorConfig(id=1, position=(30, 3.0), motion=m)]
+    )
     w = World(cfg)
     traj = run(w, 8.0)
     # gap closes at 5 m/s from ~30 m: distance < 10 m at t ≈ 4 s (hypot with y = 3)
@@ -164,7 +174,10 @@ def test_lane_change_starts_on_trigger() -> None:
 
 def test_crossing_waits_walks_and_stops() -> None:
     m = CrossingMotion(speed=1.5, heading_deg=90.0, distance=6.0, start_time=1.0)
-    cfg = WorldConfig(ego=EgoConfig(speed=0.0), actors=[ActorConfig(id=1, kind="pedestrian", position=(10, -3), motion=m)])
+    cfg = WorldConfig(
+        ego=EgoConfig(speed=0.0),
+        actors=[ActorConfig(id=1, kind="pedestrian", position=(10, -3), motion=m)],
+    )
     traj = run(World(cfg), 7.0)
     at = {round(tr.t, 2): tr for tr in traj}
     assert at[1.0].positions[0].tolist() == [10.0, -3.0]
@@ -176,7 +189,9 @@ def test_crossing_waits_walks_and_stops() -> None:
 
 def test_stop_and_go_alternates_within_accel_limit() -> None:
     m = StopAndGoMotion(speed=6.0, go_time=4.0, stop_time=4.0, accel=2.0)
-    cfg = WorldConfig(ego=EgoConfig(speed=0.0), actors=[ActorConfig(id=1, position=(10, 0), motion=m)])
+    cfg = WorldConfig(
+        ego=EgoConfig(speed=0.0), actors=[ActorConfig(id=1, position=(10, 0), motion=m)]
+    )
     traj = run(World(cfg), 16.0)
     v = np.array([tr.velocities[0, 0] for tr in traj])
     assert v.min() >= 0.0 and v.max() <= 6.0 + 1e-12
@@ -190,7 +205,10 @@ def test_stop_and_go_alternates_within_accel_limit() -> None:
 
 def test_random_walk_respects_speed_cap() -> None:
     m = RandomWalkMotion(sigma_accel=3.0, max_speed=1.2)
-    cfg = WorldConfig(ego=EgoConfig(speed=0.0), actors=[ActorConfig(id=i, kind="robot", position=(10, i), motion=m) for i in range(5)])
+    cfg = WorldConfig(
+        ego=EgoConfig(speed=0.0),
+        actors=[ActorConfig(id=i, kind="robot", position=(10, i), motion=m) for i in range(5)],
+    )
     traj = run(World(cfg, 3), 10.0)
     speeds = np.array([np.hypot(tr.velocities[:, 0], tr.velocities[:, 1]) for tr in traj])
     assert speeds.max() <= 1.2 + 1e-9
