@@ -288,11 +288,15 @@ class PassthroughDetector:
         self.name = name
 
     def detect(self, frame: Any, t: float) -> Detections:
-        """The wrapped detections (raises TypeError on anything else)."""
+        """The wrapped detections; a raw dict of arrays (as NaN corruption yields) is validated
+        as Detections, so corrupt values raise ``InvalidDetectionsError``; anything else TypeError.
+        """
         if isinstance(frame, DetectorInput):
             return frame.detections
         if isinstance(frame, Detections):
             return frame
+        if isinstance(frame, dict) and {"z", "R", "scores", "labels", "t"} <= set(frame):
+            return Detections(**frame)
         raise TypeError(f"{self.name} expects DetectorInput, got {type(frame).__name__}")
 
 

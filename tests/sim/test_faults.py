@@ -369,3 +369,37 @@ def test_faulty_detector_wraps_an_image_detector() -> None:
         safe_detect(det, frame, 0.0)
     with pytest.raises(DetectorError):
         safe_detect(PassthroughDetector(), "not detections", 0.0)
+
+
+def test_nan_dict_through_passthrough_detector_is_rejected_as_nan() -> None:
+    chain = build_fault_chains([fault_cfg("nan"), fault_cfg("detector_hang", seconds=0.1)], 0)[
+        "cam"
+    ]
+    det = chain.make_detector()
+    chain.update(TriggerContext(t=1.5))
+    x = chain.apply(1.5, points(1.5))
+    assert isinstance(x, dict)
+    with pytest.raises(DetectorError, match="NaN"):
+        safe_detect(det, x, 1.5)
+
+
+def test_fault_chains_are_bit_identical_for_the_same_seed() -> None:
+    cfgs = [
+        fault_cfg("noise", sigma=1.0),
+        fault_cfg("missed", probability=0.3),
+        fault_cfg("ghost", count=2),
+        fault_cfg("jitter", sigma=0.02),
+    ]
+
+    def run(seed: int) -> list[bytes]:
+        chain = build_fault_chains(cfgs, seed)["cam"]
+        out = []
+        for k in range(30):
+            t = round(k * DT, 10)
+            chain.update(TriggerContext(t=t))
+            d = chain.apply(t, points(t, 6))
+            out.append(d.z.tobytes() + np.float64(d.t).tobytes())
+        return out
+
+    assert run(3) == run(3)
+    assert run(3) != run(4)
