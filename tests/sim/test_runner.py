@@ -10,12 +10,14 @@ from typing import Any
 import numpy as np
 import pytest
 import yaml
+from hypothesis import given
 
 pytest.importorskip("perception.models")  # the tracker's motion models (lands with the Kalman work)
 
 from sim.results import ScenarioResult, Verdict
 from sim.runner import replay_command, run_scenario
 from sim.scenario import ScenarioConfig, scenario_from_mapping
+from sim.strategies import scenarios
 
 BASE: dict[str, Any] = {
     "name": "radar dropout",
@@ -203,3 +205,12 @@ def test_file_seed_variant_and_audit(tmp_path: Path) -> None:
     assert v.ok, v.reason
     r2 = run_scenario(p, seed=11, variant=True)
     assert r2.params == r.params and r2.metrics.detections == r.metrics.detections
+
+
+@given(cfg=scenarios(duration=2.0, max_actors=3))
+def test_generated_scenarios_run_and_are_deterministic(cfg: ScenarioConfig) -> None:
+    a, b = run_scenario(cfg).to_dict(), run_scenario(cfg).to_dict()
+    a.pop("wall_time_s")
+    b.pop("wall_time_s")
+    assert json.dumps(a) == json.dumps(b)
+    assert a["series"]["t"]["shape"] == [cfg.steps]
