@@ -199,10 +199,11 @@ def test_file_seed_variant_and_audit(tmp_path: Path) -> None:
     )
     assert 1.0 <= r.params["faults.0.start.at"] <= 2.0
     assert r.fault_windows[0].onset == pytest.approx(r.params["faults.0.start.at"], abs=0.11)
-    from safety.audit import verify
+    from safety.audit import replay, verify
 
     v = verify(audit)
     assert v.ok, v.reason
+    assert replay(audit).ok  # the track recorder adds no decision: the log replays exactly
     r2 = run_scenario(p, seed=11, variant=True)
     assert r2.params == r.params and r2.metrics.detections == r.metrics.detections
 
@@ -214,3 +215,40 @@ def test_generated_scenarios_run_and_are_deterministic(cfg: ScenarioConfig) -> N
     b.pop("wall_time_s")
     assert json.dumps(a) == json.dumps(b)
     assert a["series"]["t"]["shape"] == [cfg.steps]
+
+
+def test_silent_failure_agrees_with_a_brute_force_check_on_a_real_run() -> None:
+    # one camera, slow calibration drift: the output must go wrong (nothing can correct it)
+    cfg = scenario(
+        duration_s=12.0,
+        sensors=[{"kind": "camera", "channel": "camera"}],
+        supervisor={"channels": [{"name": "camera", "kind": "camera", "role": "primary"}]},
+        faults=[
+            {"kind": "bias_ramp", "channel": "camera", "start": {"at": 3.0}, "rate": [0.5, 0.0]}
+        ],
+        expectations=[{"kind": "max_silent_failure_s"}],
+    )
+    r = run_scenario(cfg)
+    s, tol = r.series, cfg.tolerance
+    expected = np.zeros(s.steps, bool)
+    entered = np.full(len(s.actor_ids), np.inf)
+    for i in range(s.steps):
+        objs = s.objects.pos[s.objects.at(i)]
+        for a in range(len(s.actor_ids)):
+            p = s.truth_pos[i, a]
+            inside = tol.critical_zone.x[0] <= p[0] <= tol.critical_zone.x[1] and (
+                tol.critical_zone.y[0] < p[1] < tol.critical_zone.y[1]
+            )
+            if not inside:
+                entered[a] = np.inf
+                continue
+            entered[a] = min(entered[a], s.t[i])
+            if s.t[i] - entered[a] < tol.entry_grace_s - 1e-9:
+                continue
+            err = np.hypot(*(objs - p).T).min() if len(objs) else np.inf
+            expected[i] |= err > tol.position_m
+    assert expected.any()
+    assert np.array_equal(r.metrics.per_step.wrong, expected)
+    silent = expected & (s.state == 0)
+    assert r.metrics.silent_failure_s == pytest.approx(silent.sum() / cfg.rate_hz)
+    assert r.passed == (not silent.any())
