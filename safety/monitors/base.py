@@ -1,0 +1,114 @@
+"""Shared pieces of the monitors: settings base class, finding builder, channel bookkeeping."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict
+
+from safety.channels import ChannelConfig
+from safety.context import ChannelObservation, MonitorSpec, StepContext
+from safety.findings import Finding, Impact
+
+
+class MonitorSettings(BaseModel):
+    """Base of every monitor's configuration: strict keys, immutable, can be switched off."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    enabled: bool = True
+
+
+def finding(
+    spec: MonitorSpec,
+    kind: str,
+    ctx_t: float,
+    message: str,
+    *,
+    channel: str | None = None,
+    impact: Impact | None = None,
+    value: float = 0.0,
+    threshold: float = 0.0,
+    window: float = 0.0,
+    track_ids: Sequence[int] | np.ndarray = (),
+) -> Finding:
+    """A :class:`Finding` from ``spec`` (impact defaults to the spec's), numbers as floats."""
+    return Finding(
+        kind=kind,
+        monitor=spec.name,
+        channel=channel,
+        impact=spec.impact if impact is None else impact,
+        value=float(value),
+        threshold=float(threshold),
+        window=float(window),
+        message=message,
+        t=float(ctx_t),
+        track_ids=tuple(int(i) for i in np.asarray(track_ids).reshape(-1)),
+    )
+
+
+class ChannelSet:
+    """The channels a monitor watches: the configured ones plus any that turn up in a step.
+
+    A configured channel missing from a step is still visited (with ``obs=None``) so silence is
+    noticed; an unconfigured one gets default settings rather than being ignored.
+    """
+
+    def __init__(self, channels: Sequence[ChannelConfig]) -> None:
+        self.configs: dict[str, ChannelConfig] = {c.name: c for c in channels}
+
+    def config(self, name: str) -> ChannelConfig:
+        """Settings of ``name`` (defaults for an unconfigured channel)."""
+        cfg = self.configs.get(name)
+        if cfg is None:
+            cfg = ChannelConfig(name=name or "?")
+            self.configs[name] = cfg
+        return cfg
+
+    def visit(
+        self, ctx: StepContext
+    ) -> Iterator[tuple[str, ChannelConfig, ChannelObservation | None]]:
+        """(name, settings, observation or None) for every channel, configured ones first."""
+        seen = set(self.configs)
+        for name in list(self.configs):
+            yield name, self.configs[name], ctx.channels.get(name)
+        for name, obs in ctx.channels.items():
+            if name not in seen and isinstance(name, str):
+                yield name, self.config(name), obs
+
+    @property
+    def voting(self) -> list[str]:
+        """Configured channels that take part in voting (everything but shadows)."""
+        return [n for n, c in self.configs.items() if c.role != "shadow"]
+
+
+def is_valid(obs: ChannelObservation | None) -> bool:
+    """Did this channel deliver usable input this step?"""
+    return obs is not None and bool(obs.received) and obs.input_error is None
+
+
+def measurement_time(obs: ChannelObservation | None) -> float | None:
+    """Sensor timestamp of the step's detections (``measurement_t``, else the detections' ``t``)."""
+    if obs is None:
+        return None
+    mt = obs.measurement_t
+    if mt is None and obs.detections is not None:
+        mt = obs.detections.t
+    if mt is None:
+        return None
+    try:
+        mtf = float(mt)
+    except (TypeError, ValueError):
+        return None
+    return mtf if np.isfinite(mtf) else None
+
+
+def label(name: str | None) -> str:
+    """How a channel is named in messages."""
+    return f"channel '{name}'" if name else "the system"
+
+
+def block_due(t: float, start: float, block_s: float, step: float) -> bool:
+    """Has a block that opened at ``start`` collected its ``block_s`` of steps spaced ``step``?"""
+    return t - start + step >= block_s - 0.5 * step

@@ -1,0 +1,160 @@
+"""Filter consistency: windowed NIS of each channel's tracker, tested two-sided against chi-square.
+
+Per channel the NIS of the updated tracks over the last ``window_s`` is summed; for a consistent
+filter the sum is chi-square with dof = dz · (number of updates). Too large (``nis_high``): the
+filter underestimates its errors (noise increase, bias, wrong model). Too small (``nis_low``): the
+filter is too pessimistic, which hides faults behind wide gates.
+
+False alarms: every step tests 2 · C hypotheses (C channels, both tails) at family-wise level α
+with Holm's step-down correction (Bonferroni-strong, uniformly more powerful). α comes from the
+budget: α = budget_per_hour / (3600 · step_rate_hz), so the expected number of alarming steps per
+hour in control — an upper bound on the number of false alarm episodes, since overlapping windows
+make alarms cluster — is at most the budget.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Sequence
+from typing import Literal
+
+import numpy as np
+from pydantic import Field
+from scipy.stats import chi2
+
+from safety.channels import ChannelConfig
+from safety.context import MonitorSpec, StepContext
+from safety.findings import Finding, Impact
+from safety.monitors.base import ChannelSet, MonitorSettings, finding, is_valid, label
+
+
+class ConsistencyConfig(MonitorSettings):
+    """Window, minimum evidence and the false-alarm budget (None: the monitors-wide budget)."""
+
+    window_s: float = Field(default=2.0, gt=0)
+    min_dof: int = Field(default=20, ge=1)
+    confirmed_only: bool = True  # tentative tracks carry clutter associations
+    correction: Literal["holm", "bonferroni"] = "holm"
+    false_alarms_per_hour: float | None = Field(default=None, gt=0)
+
+
+def holm_reject(p: np.ndarray, alpha: float, method: str = "holm") -> tuple[np.ndarray, np.ndarray]:
+    """Which of the p-values are rejected at family-wise level ``alpha``, and each one's level."""
+    p = np.asarray(p, dtype=np.float64)
+    m = p.size
+    if m == 0:
+        return np.zeros(0, dtype=bool), np.zeros(0)
+    if method == "bonferroni":
+        level = np.full(m, alpha / m)
+        return p <= level, level
+    order = np.argsort(p, kind="stable")
+    level_sorted = alpha / (m - np.arange(m))
+    ok_sorted = p[order] <= level_sorted
+    first_fail = int(np.argmin(ok_sorted)) if not ok_sorted.all() else m
+    rej = np.zeros(m, dtype=bool)
+    rej[order[:first_fail]] = True
+    level = np.empty(m)
+    level[order] = level_sorted
+    return rej, level
+
+
+class ConsistencyMonitor:
+    """Per channel: windowed NIS chi-square test, both tails, Holm-corrected over channels."""
+
+    spec = MonitorSpec(
+        name="consistency",
+        watches="NIS of each channel's updated tracks over a sliding window",
+        threshold="chi-square(dz·updates) tails at family-wise α = budget / (3600·rate), Holm "
+        "over channels × both tails",
+        impact=Impact.CHANNEL,
+        kinds=("consistency.nis_high", "consistency.nis_low"),
+    )
+
+    def __init__(
+        self,
+        cfg: ConsistencyConfig,
+        channels: Sequence[ChannelConfig],
+        *,
+        step_rate_hz: float = 10.0,
+        budget_per_hour: float = 1e-3,
+    ) -> None:
+        self.cfg = cfg
+        self.channels = ChannelSet(channels)
+        budget = (
+            cfg.false_alarms_per_hour if cfg.false_alarms_per_hour is not None else budget_per_hour
+        )
+        self.step_rate_hz = float(step_rate_hz)
+        self.alpha = float(budget) / (3600.0 * self.step_rate_hz)
+        self._windows: dict[str, deque[tuple[float, float, int]]] = {}
+
+    def false_alarm_rate(self) -> float:
+        """Upper bound on false alarms per hour in control: α · steps per hour."""
+        return self.alpha * 3600.0 * self.step_rate_hz
+
+    def reset(self) -> None:
+        """Empty every window."""
+        self._windows.clear()
+
+    def observe(self, ctx: StepContext) -> list[Finding]:
+        """Findings for channels whose windowed NIS falls in a corrected chi-square tail."""
+        t = float(ctx.t)
+        names: list[str] = []
+        sums: list[float] = []
+        dofs: list[int] = []
+        for name, _ch, obs in self.channels.visit(ctx):
+            win = self._windows.setdefault(name, deque())
+            tr = obs.tracks if obs is not None and is_valid(obs) else None
+            if tr is not None and len(tr) > 0 and np.ndim(tr.innovation) == 2:
+                nis = np.asarray(tr.nis, dtype=np.float64)
+                sel = np.asarray(tr.updated, bool) & np.isfinite(nis) & (nis >= 0)
+                if self.cfg.confirmed_only:
+                    sel &= np.asarray(tr.confirmed, bool)
+                n = int(np.count_nonzero(sel))
+                if n:
+                    win.append((t, float(nis[sel].sum()), n * int(tr.innovation.shape[1])))
+            while win and (win[0][0] <= t - self.cfg.window_s or win[0][0] > t):
+                win.popleft()
+            dof = sum(d for _, _, d in win)
+            if dof >= self.cfg.min_dof:
+                names.append(name)
+                sums.append(sum(s for _, s, _ in win))
+                dofs.append(dof)
+        if not names:
+            return []
+        s = np.asarray(sums)
+        d = np.asarray(dofs, dtype=np.float64)
+        p = np.concatenate([chi2.sf(s, d), chi2.cdf(s, d)])  # high tails, then low tails
+        rej, level = holm_reject(p, self.alpha, self.cfg.correction)
+        out: list[Finding] = []
+        c = len(names)
+        for i in np.flatnonzero(rej):
+            j = int(i % c)
+            high = i < c
+            ratio = s[j] / d[j]
+            crit = (chi2.isf(level[i], d[j]) if high else chi2.ppf(level[i], d[j])) / d[j]
+            if high:
+                msg = (
+                    f"The tracker of {label(names[j])} fits its measurements worse than its "
+                    f"noise model allows: mean NIS {ratio:.2f} per degree of freedom over "
+                    f"{self.cfg.window_s:g} s (expected 1.00, limit {crit:.2f})."
+                )
+            else:
+                msg = (
+                    f"The tracker of {label(names[j])} is far more pessimistic than its "
+                    f"measurements warrant: mean NIS {ratio:.2f} per degree of freedom over "
+                    f"{self.cfg.window_s:g} s (expected 1.00, limit {crit:.2f}), which can "
+                    "hide faults."
+                )
+            out.append(
+                finding(
+                    self.spec,
+                    "consistency.nis_high" if high else "consistency.nis_low",
+                    t,
+                    msg,
+                    channel=names[j],
+                    value=ratio,
+                    threshold=crit,
+                    window=self.cfg.window_s,
+                )
+            )
+        return out

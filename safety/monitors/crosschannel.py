@@ -1,0 +1,220 @@
+"""Cross-channel disagreement: persistent disagreements between channels and repeated outvoting.
+
+A disagreement is persistent when the same channel pair disagrees near the same place for
+``persist_steps`` consecutive steps (positions within ``radius`` of last step's, so an object's
+own motion and id changes do not break the chain). With two voting channels nobody can tell
+which one is wrong: the finding is SYSTEM. With three or more, the crosscheck's majority vote
+names the loser; a channel outvoted in ``outvoted_steps`` of the last ``outvoted_window`` steps
+cannot be vouched for (CHANNEL), and disagreements involving it are attributed to it. Pairs
+involving a shadow channel are reported for information only.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+from numpy.typing import NDArray
+from pydantic import Field, model_validator
+
+from safety.channels import ChannelConfig
+from safety.context import MonitorSpec, StepContext
+from safety.crosscheck import Disagreement
+from safety.findings import Finding, Impact
+from safety.monitors.base import ChannelSet, MonitorSettings, finding, label
+
+
+class CrossChannelConfig(MonitorSettings):
+    """Persistence (steps, radius) and the outvoting rule (k of the last n steps)."""
+
+    persist_steps: int = Field(default=5, ge=1)
+    radius: float = Field(default=3.0, gt=0)  # m (or px for image channels)
+    outvoted_steps: int = Field(default=5, ge=1)
+    outvoted_window: int = Field(default=10, ge=1)
+    shadow_steps: int = Field(default=10, ge=1)  # shadow mismatch persistence (information)
+
+    @model_validator(mode="after")
+    def _k_of_n(self) -> CrossChannelConfig:
+        if self.outvoted_steps > self.outvoted_window:
+            raise ValueError(
+                f"outvoted_steps ({self.outvoted_steps}) cannot exceed "
+                f"outvoted_window ({self.outvoted_window})"
+            )
+        return self
+
+
+Pair = tuple[str, str]
+
+
+class CrossChannelMonitor:
+    """Turns per-step crosscheck disagreements and votes into persistent, attributed findings."""
+
+    spec = MonitorSpec(
+        name="crosscheck",
+        watches="crosscheck disagreements, majority-vote losers and shadow-channel agreement",
+        threshold="same pair disagreeing within `radius` for persist_steps steps; outvoted in "
+        "outvoted_steps of the last outvoted_window steps",
+        impact=Impact.SYSTEM,
+        kinds=(
+            "crosscheck.disagreement",
+            "crosscheck.outvoted",
+            "crosscheck.shadow_disagreement",
+            "crosscheck.shadow_mismatch",
+        ),
+    )
+
+    def __init__(self, cfg: CrossChannelConfig, channels: Sequence[ChannelConfig]) -> None:
+        self.cfg = cfg
+        self.channels = ChannelSet(channels)
+        self._chains: dict[Pair, tuple[NDArray[np.float64], NDArray[np.int64]]] = {}
+        self._votes: dict[str, deque[bool]] = {}
+        self._shadow: dict[str, int] = {}
+
+    def reset(self) -> None:
+        """Forget persistence chains and vote history."""
+        self._chains.clear()
+        self._votes.clear()
+        self._shadow.clear()
+
+    def _role(self, name: str) -> str:
+        return self.channels.config(name).role
+
+    def observe(self, ctx: StepContext) -> list[Finding]:
+        """Findings for persistent disagreements, repeat vote losers and drifting shadows."""
+        cc = ctx.crosscheck
+        if cc is None:
+            return []
+        out: list[Finding] = []
+        outvoted = self._outvoted(ctx, cc.vote_losers, out)
+        out += self._disagreements(ctx, cc.disagreements, outvoted)
+        out += self._shadows(ctx, cc.shadow)
+        return out
+
+    def _outvoted(self, ctx: StepContext, losers: dict[str, int], out: list[Finding]) -> set[str]:
+        c = self.cfg
+        names = set(self._votes) | {n for n in losers if isinstance(n, str)}
+        flagged: set[str] = set()
+        for name in sorted(names):
+            hist = self._votes.setdefault(name, deque(maxlen=c.outvoted_window))
+            hist.append(int(losers.get(name, 0) or 0) > 0)
+            k = sum(hist)
+            if k >= c.outvoted_steps:
+                flagged.add(name)
+                out.append(
+                    finding(
+                        self.spec,
+                        "crosscheck.outvoted",
+                        ctx.t,
+                        f"{label(name).capitalize()} was contradicted by the other channels in {k} "
+                        f"of the last {len(hist)} steps (limit {c.outvoted_steps}); "
+                        "it is treated as "
+                        "faulty.",
+                        channel=name,
+                        impact=Impact.CHANNEL,
+                        value=k,
+                        threshold=c.outvoted_steps,
+                        window=len(hist) * ctx.dt,
+                    )
+                )
+        return flagged
+
+    def _disagreements(
+        self, ctx: StepContext, items: Sequence[Disagreement], outvoted: set[str]
+    ) -> list[Finding]:
+        c = self.cfg
+        by_pair: dict[Pair, list[Disagreement]] = {}
+        for d in items:
+            pair = (str(d.channels[0]), str(d.channels[1]))
+            by_pair.setdefault(pair, []).append(d)
+        chains: dict[Pair, tuple[NDArray[np.float64], NDArray[np.int64]]] = {}
+        out: list[Finding] = []
+        for pair, ds in by_pair.items():
+            pos = np.array([np.asarray(d.position, dtype=np.float64).reshape(2) for d in ds])
+            stat = np.array([float(d.statistic) for d in ds])
+            thr = np.array([float(d.threshold) for d in ds])
+            miss = np.array([getattr(d, "kind", "disagreement") == "miss" for d in ds])
+            count = np.array([max(1, int(getattr(d, "steps", 1) or 1)) for d in ds], np.int64)
+            prev = self._chains.get(pair) or self._chains.get((pair[1], pair[0]))
+            if prev is not None and prev[0].size:
+                dist = np.linalg.norm(pos[:, None, :] - prev[0][None, :, :], axis=2)
+                chained = 1 + np.max(np.where(dist <= c.radius, prev[1][None, :], 0), axis=1)
+                count = np.maximum(count, chained)
+            chains[pair] = (pos, count)
+            hit = count >= c.persist_steps
+            if hit.any():
+                out += self._pair_finding(ctx, pair, ds, hit, miss, stat, thr, count, outvoted)
+        self._chains = chains
+        return out
+
+    def _pair_finding(
+        self, ctx: StepContext, pair: Pair, ds: Sequence[Disagreement], hit: NDArray[np.bool_],
+        miss: NDArray[np.bool_], stat: NDArray[np.float64], thr: NDArray[np.float64],
+        count: NDArray[np.int64], outvoted: set[str],
+    ) -> list[Finding]:
+        a, b = pair
+        steps = int(count[hit].max())
+        ids = np.array(
+            [t for d, h in zip(ds, hit, strict=True) if h for t in d.track_ids if int(t) >= 0],
+            dtype=np.int64,
+        )
+        n_dis = int(np.count_nonzero(hit & ~miss))
+        n_miss = int(np.count_nonzero(hit & miss))
+        parts = []
+        if n_dis:
+            sel = hit & ~miss
+            value = float(np.max(np.where(np.isfinite(stat[sel]), stat[sel], np.inf)))
+            threshold = float(np.max(thr[sel]))
+            parts.append(f"disagree about where {n_dis} object(s) are (statistic {value:.1f}, "
+                         f"limit {threshold:.1f})")
+        else:
+            value, threshold = float(steps), float(self.cfg.persist_steps)
+        if n_miss:
+            parts.append(f"do not agree on whether {n_miss} object(s) inside both fields of "
+                         "view exist")
+        what = " and ".join(parts)
+        roles = (self._role(a), self._role(b))
+        if "shadow" in roles:
+            shadow = a if roles[0] == "shadow" else b
+            other = b if shadow == a else a
+            return [finding(
+                self.spec, "crosscheck.shadow_disagreement", ctx.t,
+                f"Shadow {label(shadow)} and {label(other)} {what}, for {steps} steps; the "
+                "shadow is not used for output.",
+                channel=shadow, impact=Impact.INFO, value=value, threshold=threshold,
+                window=steps * ctx.dt, track_ids=ids)]
+        if a in outvoted or b in outvoted:
+            return []  # attributed: the outvoted finding already names the faulty channel
+        return [finding(
+            self.spec, "crosscheck.disagreement", ctx.t,
+            f"Channels '{a}' and '{b}' {what}, for {steps} steps in a row, and it cannot be "
+            "told which one is right.",
+            channel=None, impact=Impact.SYSTEM, value=value, threshold=threshold,
+            window=steps * ctx.dt, track_ids=ids)]
+
+    def _shadows(self, ctx: StepContext, shadow: Mapping[str, object]) -> list[Finding]:
+        out: list[Finding] = []
+        for name in list(self._shadow):
+            if name not in shadow:
+                self._shadow[name] = 0
+        for name, st in shadow.items():
+            bad = int(getattr(st, "missed", 0) or 0) + int(getattr(st, "disagreeing", 0) or 0)
+            self._shadow[name] = self._shadow.get(name, 0) + 1 if bad > 0 else 0
+            if self._shadow[name] >= self.cfg.shadow_steps:
+                out.append(
+                    finding(
+                        self.spec,
+                        "crosscheck.shadow_mismatch",
+                        ctx.t,
+                        f"Shadow {label(name)} has missed or contradicted output objects for "
+                        f"{self._shadow[name]} steps in a row ({bad} this step); "
+                        "it would not be safe "
+                        "to promote.",
+                        channel=name,
+                        impact=Impact.INFO,
+                        value=bad,
+                        threshold=0.0,
+                        window=self._shadow[name] * ctx.dt,
+                    )
+                )
+        return out
