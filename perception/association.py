@@ -43,14 +43,43 @@ def _solve(S: FloatArray, y: FloatArray) -> FloatArray:
     return np.asarray(out, dtype=np.float64)
 
 
+def _cholesky_d2(zp: FloatArray, Sp: FloatArray, zd: FloatArray, Rd: FloatArray) -> FloatArray:
+    """d² = |L⁻¹ y|², y = z_j − ẑ_i, with S = L Lᵀ factored entry-wise over the (T, D) pair grid.
+
+    The loops run over the (small) measurement dimension only; each operation is one array op
+    over all pairs. With a single shared R (``Rd`` of length 1) the factor broadcasts as (T, 1).
+    A pair whose S is not positive definite comes out non-finite.
+    """
+    m = zp.shape[1]
+    L: dict[tuple[int, int], FloatArray] = {}
+    with np.errstate(divide="ignore", invalid="ignore"):
+        for a in range(m):
+            for b in range(a + 1):
+                v = Sp[:, None, a, b] + Rd[None, :, a, b]
+                for k in range(b):
+                    v = v - L[a, k] * L[b, k]
+                L[a, b] = np.sqrt(np.where(v > 0.0, v, np.nan)) if a == b else v / L[b, b]
+        w: list[FloatArray] = []
+        d2 = np.zeros((zp.shape[0], zd.shape[0]))
+        for a in range(m):
+            v = zd[None, :, a] - zp[:, None, a]
+            for k in range(a):
+                v = v - L[a, k] * w[k]
+            v = v / L[a, a]
+            w.append(v)
+            d2 = d2 + v * v
+    return d2
+
+
 def mahalanobis_cost(
     z_pred: FloatArray, S_pred: FloatArray, z: FloatArray, R: FloatArray
 ) -> FloatArray:
     """Squared Mahalanobis distances d²[i, j] = yᵀ S⁻¹ y, y = z_j − ẑ_i, S = H P_i Hᵀ + R_j.
 
     ``z_pred`` (T, m) predicted measurements and ``S_pred`` (T, m, m) their covariances H P Hᵀ;
-    ``z`` (D, m) detections with covariances ``R`` (D, m, m). Returns (T, D).
-    When all R_j are equal, S depends on the track only and one solve per track suffices.
+    ``z`` (D, m) detections with covariances ``R`` (D, m, m). Returns (T, D). Vectorized over
+    all pairs (Cholesky over the pair grid); the rare pair whose S is singular is solved with a
+    pseudo-inverse instead.
     """
     zp = np.asarray(z_pred, dtype=np.float64)
     Sp = np.asarray(S_pred, dtype=np.float64)
@@ -59,18 +88,14 @@ def mahalanobis_cost(
     n_t, n_d = zp.shape[0], zd.shape[0]
     if n_t == 0 or n_d == 0:
         return np.zeros((n_t, n_d))
-    y = zd[None, :, :] - zp[:, None, :]  # (T, D, m)
-    if np.all(Rd == Rd[0]):
-        S = Sp + Rd[0]  # (T, m, m)
-        try:
-            L = np.linalg.cholesky(S)
-        except np.linalg.LinAlgError:
-            return np.einsum("tdi,tdi->td", y, _solve(S[:, None, :, :], y))
-        # d² = |L⁻¹ y|²; solve L w = y for every detection at once (D right-hand sides per track).
-        w = np.linalg.solve(L, np.swapaxes(y, 1, 2))  # (T, m, D)
-        return np.einsum("tmd,tmd->td", w, w)
-    S_pair = Sp[:, None, :, :] + Rd[None, :, :, :]  # (T, D, m, m)
-    return np.einsum("tdi,tdi->td", y, _solve(S_pair, y))
+    shared = bool(np.all(Rd == Rd[0]))
+    d2 = _cholesky_d2(zp, Sp, zd, Rd[:1] if shared else Rd)
+    bad = ~np.isfinite(d2)
+    if np.any(bad):
+        ti, di = np.nonzero(bad)
+        y = zd[di] - zp[ti]
+        d2[ti, di] = np.einsum("ni,ni->n", y, _solve(Sp[ti] + Rd[di], y))
+    return d2
 
 
 def iou_matrix(a_xyxy: FloatArray, b_xyxy: FloatArray) -> FloatArray:

@@ -1,0 +1,285 @@
+"""Multi-object Kalman tracker: gated association, vectorized filter, track lifecycle.
+
+State is a structure of arrays (one row per live track) and every step is array operations over
+all tracks: predict all, associate all, update the matched rows, apply the lifecycle rules as
+masks, compact, append births. IDs come from a monotone counter and are never reused.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import numpy as np
+from numpy.typing import NDArray
+
+from perception.association import associate, chi2_gate, iou_matrix, mahalanobis_cost
+from perception.detections import Detections, z_to_xyxy
+from perception.errors import TrackerError
+from perception.kalman import KalmanBackend, make_backend
+from perception.models import MotionModel, make_model, predict_model
+from perception.tracks import Tracks, TrackStatus
+
+FloatArray = NDArray[np.float64]
+IntArray = NDArray[np.int64]
+BoolArray = NDArray[np.bool_]
+
+_MAX_WINDOW = 62  # hit history is a bit mask in an int64
+
+
+class Tracker:
+    """Tracks objects of one sensor channel; ``step(t, detections)`` → :class:`Tracks`.
+
+    Keyword names equal ``safety.channels.TrackerSettings`` so ``Tracker(**settings.model_dump())``
+    works. Lifecycle: a track is born tentative from an unmatched detection, confirmed after
+    ``n_init`` hits among its last ``init_window`` measurement steps, coasting while confirmed but
+    not updated, and deleted when ``time_since_update > max_coast`` or its position covariance
+    trace exceeds ``max_cov_trace``; a tentative track dies on a miss once it has had
+    ``init_window`` measurement steps without confirming. ``step(t, None)`` predicts only (no
+    measurement: does not count as a miss for confirmation, but time since update still grows).
+    """
+
+    def __init__(
+        self,
+        model: str | MotionModel = "cv",  # "cv" | "ca" | "box", or a model instance
+        *,
+        process_noise: float = 1.0,
+        backend: Literal["vectorized", "filterpy"] = "vectorized",
+        gating: Literal["mahalanobis", "iou"] = "mahalanobis",
+        gate_probability: float = 0.999,
+        iou_threshold: float = 0.3,
+        n_init: int = 3,
+        init_window: int = 5,
+        max_coast: float = 1.0,
+        max_cov_trace: float = 100.0,
+        sensor: str = "sensor",
+    ) -> None:
+        self.model: MotionModel = (
+            make_model(model, process_noise) if isinstance(model, str) else model
+        )
+        self.backend: KalmanBackend = make_backend(backend)
+        self.backend_name = backend
+        if gating not in ("mahalanobis", "iou"):
+            raise ValueError(f"gating must be 'mahalanobis' or 'iou', got {gating!r}")
+        if gating == "iou" and self.model.space != "box":
+            raise ValueError("gating='iou' needs a box model (space 'box')")
+        if not 1 <= n_init <= init_window <= _MAX_WINDOW:
+            raise ValueError(f"need 1 <= n_init <= init_window <= {_MAX_WINDOW}, "
+                             f"got n_init={n_init}, init_window={init_window}")
+        if not 0.0 < iou_threshold < 1.0:
+            raise ValueError(f"iou_threshold must be in (0, 1), got {iou_threshold}")
+        if max_coast <= 0 or max_cov_trace <= 0:
+            raise ValueError("max_coast and max_cov_trace must be positive")
+        self.gating = gating
+        self.gate_probability = gate_probability
+        self.iou_threshold = iou_threshold
+        self.n_init = int(n_init)
+        self.init_window = int(init_window)
+        self.max_coast = float(max_coast)
+        self.max_cov_trace = float(max_cov_trace)
+        self.sensor = sensor
+        self._H = np.asarray(self.model.H, dtype=np.float64)
+        dz = int(self.model.dim_z)
+        self._gate = 1.0 - iou_threshold if gating == "iou" else chi2_gate(gate_probability, dz)
+        self._window_mask = np.int64((1 << self.init_window) - 1)
+        self._next_id = 0
+        self.reset()
+
+    # ------------------------------------------------------------------ state
+    def reset(self) -> None:
+        """Forget all tracks and the time base; the ID counter goes on (IDs are never reused)."""
+        dx, dz = int(self.model.dim_x), int(self.model.dim_z)
+        self._t: float | None = None
+        self._ids = np.zeros(0, np.int64)
+        self._x = np.zeros((0, dx))
+        self._P = np.zeros((0, dx, dx))
+        self._status = np.zeros(0, np.int64)
+        self._age = np.zeros(0, np.int64)  # steps since creation
+        self._hits = np.zeros(0, np.int64)  # total updates (birth counts as one)
+        self._looks = np.zeros(0, np.int64)  # measurement steps seen, birth included
+        self._history = np.zeros(0, np.int64)  # bit k set: hit k measurement steps ago
+        self._t_update = np.zeros(0)
+        self._scores = np.zeros(0)
+        self._labels = np.zeros(0, np.int64)
+        self._dz = dz
+        self.deleted_ids: IntArray = np.zeros(0, np.int64)
+
+    def __len__(self) -> int:
+        return int(self._ids.shape[0])
+
+    @property
+    def t(self) -> float | None:
+        """Time of the last step (None before the first step or after ``reset``)."""
+        return self._t
+
+    # ------------------------------------------------------------------ helpers
+    def _check_time(self, t: float) -> float:
+        try:
+            tf = float(t)
+        except (TypeError, ValueError) as exc:
+            raise TrackerError(f"time is not a number: {t!r}") from exc
+        if not np.isfinite(tf):
+            raise TrackerError(f"time is not finite: {tf}")
+        if self._t is not None and not tf > self._t:
+            raise TrackerError(f"time must strictly increase: got {tf} after {self._t}")
+        return tf
+
+    def _predicted(self, t: float) -> tuple[FloatArray, FloatArray]:
+        """States and covariances of all tracks predicted to ``t`` (no state change)."""
+        if self._t is None or len(self) == 0:
+            return self._x, self._P
+        x, P = predict_model(self.model, self._x, self._P, t - self._t, self.backend)
+        return np.array(x, dtype=np.float64), np.array(P, dtype=np.float64)  # fresh, written below
+
+    def _cost(self, x: FloatArray, P: FloatArray, dets: Detections) -> FloatArray:
+        H = self._H
+        if self.gating == "iou":
+            return 1.0 - iou_matrix(z_to_xyxy(x @ H.T), dets.boxes_xyxy())
+        return mahalanobis_cost(x @ H.T, H @ P @ H.T, dets.z, dets.R)
+
+    def peek(self, t: float) -> Tracks:
+        """The tracks as a predict-only step to ``t`` would leave them, without changing anything.
+
+        Lifecycle is not applied (tracks that such a step would delete are still listed); useful
+        to decide *before* stepping whether a fresh detection is needed.
+        """
+        tf = self._check_time(t)
+        x, P = self._predicted(tf)
+        n = len(self)
+        status = np.where(self._status == TrackStatus.CONFIRMED, TrackStatus.COASTING, self._status)
+        return self._output(
+            tf, x, P, status.astype(np.int64), self._age + 1, np.zeros(n, bool),
+            np.full(n, np.nan), np.full((n, self._dz), np.nan),
+            np.full((n, self._dz, self._dz), np.nan), np.full(n, -1, np.int64),
+        )
+
+    # ------------------------------------------------------------------ step
+    def step(self, t: float, detections: Detections | None) -> Tracks:
+        """Advance to time ``t`` and incorporate ``detections`` (None: predict only)."""
+        tf = self._check_time(t)
+        if detections is not None and detections.space != self.model.space:
+            raise TrackerError(
+                f"detections of space {detections.space!r} given to a {self.model.space!r} tracker"
+            )
+        x, P = self._predicted(tf)
+        n, dz = len(self), self._dz
+        updated = np.zeros(n, bool)
+        nis = np.full(n, np.nan)
+        innov = np.full((n, dz), np.nan)
+        innov_cov = np.full((n, dz, dz), np.nan)
+        det_index = np.full(n, -1, np.int64)
+        unmatched_dets = np.zeros(0, np.int64)
+
+        if detections is not None:
+            n_d = len(detections)
+            if n and n_d:
+                a = associate(self._cost(x, P, detections), self._gate)
+                ti, di = a.matches[:, 0], a.matches[:, 1]
+                unmatched_dets = a.unmatched_dets
+                if ti.size:
+                    z, R = detections.z[di], detections.R[di]
+                    res = self.backend.update(x[ti], P[ti], z, R, self._H)
+                    x[ti], P[ti] = res.x, res.P
+                    innov[ti], innov_cov[ti], nis[ti] = res.y, res.S, res.nis
+                    updated[ti] = True
+                    det_index[ti] = di
+                    self._scores[ti] = detections.scores[di]
+                    self._labels[ti] = detections.labels[di]
+            else:
+                unmatched_dets = np.arange(n_d, dtype=np.int64)
+
+        # ---- lifecycle (masks over all existing tracks)
+        self._x, self._P = x, P
+        self._age += 1
+        self._hits += updated
+        self._t_update = np.where(updated, tf, self._t_update)
+        status = self._status
+        tentative = status == TrackStatus.TENTATIVE
+        dead = np.zeros(n, bool)
+        if detections is not None:
+            self._history = ((self._history << 1) | updated) & self._window_mask
+            self._looks += 1
+            recent_hits = np.bitwise_count(self._history)
+            promote = tentative & (recent_hits >= self.n_init)
+            dead |= tentative & ~updated & ~promote & (self._looks >= self.init_window)
+            status = np.where(promote, TrackStatus.CONFIRMED, status)
+        was_confirmed = (status == TrackStatus.CONFIRMED) | (status == TrackStatus.COASTING)
+        status = np.where(was_confirmed & updated, TrackStatus.CONFIRMED, status)
+        status = np.where(was_confirmed & ~updated, TrackStatus.COASTING, status)
+        self._status = status.astype(np.int64)
+        cov_trace = np.trace(self.model.position_cov(P), axis1=1, axis2=2) if n else np.zeros(0)
+        dead |= (tf - self._t_update) > self.max_coast
+        dead |= ~(cov_trace <= self.max_cov_trace)  # NaN trace counts as too large
+        self.deleted_ids = self._ids[dead]
+        keep = ~dead
+        self._compact(keep)
+        updated, nis, innov, innov_cov, det_index = (
+            updated[keep], nis[keep], innov[keep], innov_cov[keep], det_index[keep]
+        )
+
+        # ---- births from unmatched detections
+        if detections is not None and unmatched_dets.size:
+            m = unmatched_dets.size
+            bx, bP = self.model.initiate(detections.z[unmatched_dets], detections.R[unmatched_dets])
+            born_status = TrackStatus.CONFIRMED if self.n_init <= 1 else TrackStatus.TENTATIVE
+            self._append(
+                ids=np.arange(self._next_id, self._next_id + m, dtype=np.int64),
+                x=np.asarray(bx, dtype=np.float64), P=np.asarray(bP, dtype=np.float64),
+                status=np.full(m, born_status, np.int64), t=tf,
+                scores=detections.scores[unmatched_dets], labels=detections.labels[unmatched_dets],
+            )
+            self._next_id += m
+            updated = np.concatenate([updated, np.zeros(m, bool)])
+            nis = np.concatenate([nis, np.full(m, np.nan)])
+            innov = np.concatenate([innov, np.full((m, dz), np.nan)])
+            innov_cov = np.concatenate([innov_cov, np.full((m, dz, dz), np.nan)])
+            det_index = np.concatenate([det_index, unmatched_dets])
+
+        self._t = tf
+        return self._output(
+            tf, self._x, self._P, self._status, self._age, updated, nis, innov, innov_cov, det_index
+        )
+
+    # ------------------------------------------------------------------ SoA plumbing
+    def _compact(self, keep: BoolArray) -> None:
+        if np.all(keep):
+            return
+        for name in ("_ids", "_x", "_P", "_status", "_age", "_hits", "_looks", "_history",
+                     "_t_update", "_scores", "_labels"):
+            setattr(self, name, getattr(self, name)[keep])
+
+    def _append(
+        self, *, ids: IntArray, x: FloatArray, P: FloatArray, status: IntArray, t: float,
+        scores: FloatArray, labels: IntArray,
+    ) -> None:
+        m = ids.shape[0]
+        self._ids = np.concatenate([self._ids, ids])
+        self._x = np.concatenate([self._x, x])
+        self._P = np.concatenate([self._P, P])
+        self._status = np.concatenate([self._status, status])
+        self._age = np.concatenate([self._age, np.zeros(m, np.int64)])
+        self._hits = np.concatenate([self._hits, np.ones(m, np.int64)])
+        self._looks = np.concatenate([self._looks, np.ones(m, np.int64)])
+        self._history = np.concatenate([self._history, np.ones(m, np.int64)])
+        self._t_update = np.concatenate([self._t_update, np.full(m, t)])
+        self._scores = np.concatenate([self._scores, np.asarray(scores, np.float64)])
+        self._labels = np.concatenate([self._labels, np.asarray(labels, np.int64)])
+
+    def _output(
+        self, t: float, x: FloatArray, P: FloatArray, status: IntArray, age: IntArray,
+        updated: BoolArray, nis: FloatArray, innov: FloatArray, innov_cov: FloatArray,
+        det_index: IntArray,
+    ) -> Tracks:
+        n = x.shape[0]
+        if n:
+            pos = np.asarray(self.model.position(x), dtype=np.float64)
+            pos_cov = np.asarray(self.model.position_cov(P), dtype=np.float64)
+        else:
+            pos, pos_cov = np.zeros((0, 2)), np.zeros((0, 2, 2))
+        return Tracks(
+            t=t, sensor=self.sensor, ids=self._ids.copy(), status=status.copy(), x=x.copy(),
+            P=P.copy(), position=pos, position_cov=pos_cov, age=age.copy(), hits=self._hits.copy(),
+            time_since_update=t - self._t_update, cov_trace=np.trace(pos_cov, axis1=1, axis2=2),
+            updated=updated, nis=nis, innovation=innov, innovation_cov=innov_cov,
+            scores=self._scores.copy(), labels=self._labels.copy(), det_index=det_index,
+            space=self.model.space,
+        )
