@@ -62,13 +62,12 @@ def run_norfair(frames: dict[int, np.ndarray]) -> list[tuple[int, int, np.ndarra
 def run_motpy(frames: dict[int, np.ndarray]) -> list[tuple[int, int, np.ndarray]]:
     from motpy import Detection, MultiObjectTracker
 
-    tr = MultiObjectTracker(dt=1.0, tracker_kwargs={"max_staleness": 1},
-                            active_tracks_kwargs={"min_steps_alive": 3, "max_staleness": 1})
+    tr = MultiObjectTracker(dt=1.0, tracker_kwargs={"max_staleness": 2})
     ids: dict[str, int] = {}
     out = []
     for f, d in frames.items():
         tr.step([Detection(box=r[:4], score=r[4]) for r in d])
-        for t in tr.active_tracks():
+        for t in tr.active_tracks(min_steps_alive=3, max_staleness=0.5):
             out.append((f, ids.setdefault(t.id, len(ids) + 1), np.asarray(t.box)))
     return out
 
