@@ -37,8 +37,16 @@ def vigil_run(det_path: Path, out: Path, repeat: int) -> float:
     best = float("inf")
     seq = None
     for _ in range(repeat):
-        tr = Tracker(model="box", gating="iou", iou_threshold=0.3, n_init=3, init_window=3,
-                     max_coast=1.0, max_cov_trace=1e12, sensor="camera")
+        tr = Tracker(
+            model="box",
+            gating="iou",
+            iou_threshold=0.3,
+            n_init=3,
+            init_window=3,
+            max_coast=1.0,
+            max_cov_trace=1e12,
+            sensor="camera",
+        )
         t0 = time.perf_counter()
         seq = track_detections(dets, tr)
         best = min(best, time.perf_counter() - t0)
@@ -50,8 +58,15 @@ def vigil_run(det_path: Path, out: Path, repeat: int) -> float:
 
 
 def peer_run(name: str, det_path: Path, out: Path, python: str, repeat: int) -> dict | None:
-    cmd = [python, str(HERE / "peers" / "run_peer.py"), name, str(det_path), str(out),
-           "--repeat", str(repeat)]
+    cmd = [
+        python,
+        str(HERE / "peers" / "run_peer.py"),
+        name,
+        str(det_path),
+        str(out),
+        "--repeat",
+        str(repeat),
+    ]
     res = subprocess.run(cmd, capture_output=True, text=True, check=False)
     if res.returncode != 0:
         last = (res.stderr.strip().splitlines() or ["failed"])[-1]
@@ -61,7 +76,9 @@ def peer_run(name: str, det_path: Path, out: Path, python: str, repeat: int) -> 
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--peer-python", default=sys.executable, help="interpreter that has the peers")
     ap.add_argument("--repeat", type=int, default=5)
     ap.add_argument("--sequence", choices=SAMPLES, action="append")
@@ -89,12 +106,16 @@ def main() -> int:
         if peers:
             fastest = max(peers, key=lambda r: r[1])
             v = rows[0]
-            print(f"vigil / fastest peer ({fastest[0]}): {v[1] / fastest[1]:.2f}x frames/s; "
-                  f"MOTA {v[2] - fastest[2]:+.3f}, IDF1 {v[3] - fastest[3]:+.3f}  "
-                  f"(target: >= 3x at equal or better MOTA and IDF1)")
+            print(
+                f"vigil / fastest peer ({fastest[0]}): {v[1] / fastest[1]:.2f}x frames/s; "
+                f"MOTA {v[2] - fastest[2]:+.3f}, IDF1 {v[3] - fastest[3]:+.3f}  "
+                f"(target: >= 3x at equal or better MOTA and IDF1)"
+            )
             best_mota = max(r[2] for r in peers)
             best_idf1 = max(r[3] for r in peers)
-            print(f"vigil vs best peer quality: MOTA {v[2] - best_mota:+.3f}, IDF1 {v[3] - best_idf1:+.3f}")
+            print(
+                f"vigil vs best peer: MOTA {v[2] - best_mota:+.3f}, IDF1 {v[3] - best_idf1:+.3f}"
+            )
     return 0
 
 

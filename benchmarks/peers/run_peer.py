@@ -48,8 +48,9 @@ def run_sort(frames: dict[int, np.ndarray]) -> list[tuple[int, int, np.ndarray]]
 def run_norfair(frames: dict[int, np.ndarray]) -> list[tuple[int, int, np.ndarray]]:
     from norfair import Detection, Tracker
 
-    tr = Tracker(distance_function="iou", distance_threshold=0.7, hit_counter_max=3,
-                 initialization_delay=2)
+    tr = Tracker(
+        distance_function="iou", distance_threshold=0.7, hit_counter_max=3, initialization_delay=2
+    )
     out = []
     for f, d in frames.items():
         dets = [Detection(points=r[:4].reshape(2, 2), scores=np.array([r[4], r[4]])) for r in d]
@@ -80,8 +81,11 @@ def _roboflow(cls_name: str) -> Runner:
         tr = getattr(trackers, cls_name)()
         out = []
         for f, d in frames.items():
-            det = sv.Detections(xyxy=d[:, :4].astype(float), confidence=d[:, 4].astype(float),
-                                class_id=np.zeros(len(d), int))
+            det = sv.Detections(
+                xyxy=d[:, :4].astype(float),
+                confidence=d[:, 4].astype(float),
+                class_id=np.zeros(len(d), int),
+            )
             res = tr.update(det)
             if res.tracker_id is None:
                 continue
@@ -118,8 +122,14 @@ def main() -> int:
         best = min(best, time.perf_counter() - t0)
     with open(a.out, "w") as fh:
         for f, i, b in rows:
-            fh.write(f"{f},{i},{b[0]:.3f},{b[1]:.3f},{b[2] - b[0]:.3f},{b[3] - b[1]:.3f},1,-1,-1,-1\n")
-    print(json.dumps({"name": a.name, "frames": len(frames), "seconds": best, "fps": len(frames) / best}))
+            fh.write(
+                f"{f},{i},{b[0]:.3f},{b[1]:.3f},{b[2] - b[0]:.3f},{b[3] - b[1]:.3f},1,-1,-1,-1\n"
+            )
+    print(
+        json.dumps(
+            {"name": a.name, "frames": len(frames), "seconds": best, "fps": len(frames) / best}
+        )
+    )
     return 0
 
 

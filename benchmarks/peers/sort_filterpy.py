@@ -39,7 +39,9 @@ def convert_bbox_to_z(bbox: np.ndarray) -> np.ndarray:
 def convert_x_to_bbox(x: np.ndarray) -> np.ndarray:
     w = np.sqrt(x[2] * x[3])
     h = x[2] / w
-    return np.array([x[0] - w / 2.0, x[1] - h / 2.0, x[0] + w / 2.0, x[1] + h / 2.0]).reshape((1, 4))
+    return np.array([x[0] - w / 2.0, x[1] - h / 2.0, x[0] + w / 2.0, x[1] + h / 2.0]).reshape(
+        (1, 4)
+    )
 
 
 class KalmanBoxTracker:
@@ -47,11 +49,27 @@ class KalmanBoxTracker:
 
     def __init__(self, bbox: np.ndarray) -> None:
         self.kf = KalmanFilter(dim_x=7, dim_z=4)
-        self.kf.F = np.array([[1, 0, 0, 0, 1, 0, 0], [0, 1, 0, 0, 0, 1, 0], [0, 0, 1, 0, 0, 0, 1],
-                              [0, 0, 0, 1, 0, 0, 0], [0, 0, 0, 0, 1, 0, 0], [0, 0, 0, 0, 0, 1, 0],
-                              [0, 0, 0, 0, 0, 0, 1]], dtype=float)
-        self.kf.H = np.array([[1, 0, 0, 0, 0, 0, 0], [0, 1, 0, 0, 0, 0, 0], [0, 0, 1, 0, 0, 0, 0],
-                              [0, 0, 0, 1, 0, 0, 0]], dtype=float)
+        self.kf.F = np.array(
+            [
+                [1, 0, 0, 0, 1, 0, 0],
+                [0, 1, 0, 0, 0, 1, 0],
+                [0, 0, 1, 0, 0, 0, 1],
+                [0, 0, 0, 1, 0, 0, 0],
+                [0, 0, 0, 0, 1, 0, 0],
+                [0, 0, 0, 0, 0, 1, 0],
+                [0, 0, 0, 0, 0, 0, 1],
+            ],
+            dtype=float,
+        )
+        self.kf.H = np.array(
+            [
+                [1, 0, 0, 0, 0, 0, 0],
+                [0, 1, 0, 0, 0, 0, 0],
+                [0, 0, 1, 0, 0, 0, 0],
+                [0, 0, 0, 1, 0, 0, 0],
+            ],
+            dtype=float,
+        )
         self.kf.R[2:, 2:] *= 10.0
         self.kf.P[4:, 4:] *= 1000.0
         self.kf.P *= 10.0
@@ -85,7 +103,9 @@ class KalmanBoxTracker:
         return convert_x_to_bbox(self.kf.x)
 
 
-def associate_detections_to_trackers(dets: np.ndarray, trks: np.ndarray, iou_threshold: float = 0.3):
+def associate_detections_to_trackers(
+    dets: np.ndarray, trks: np.ndarray, iou_threshold: float = 0.3
+):
     if len(trks) == 0:
         return np.empty((0, 2), dtype=int), np.arange(len(dets)), np.empty((0, 5), dtype=int)
     iou = iou_batch(dets, trks)
@@ -132,7 +152,9 @@ class Sort:
         trks = np.ma.compress_rows(np.ma.masked_invalid(trks))
         for t in reversed(to_del):
             self.trackers.pop(t)
-        matched, unmatched_dets, _ = associate_detections_to_trackers(dets, trks, self.iou_threshold)
+        matched, unmatched_dets, _ = associate_detections_to_trackers(
+            dets, trks, self.iou_threshold
+        )
         for m in matched:
             self.trackers[m[1]].update(dets[m[0], :])
         for i in unmatched_dets:
@@ -141,7 +163,9 @@ class Sort:
         i = len(self.trackers)
         for trk in reversed(self.trackers):
             d = trk.get_state()[0]
-            if trk.time_since_update < 1 and (trk.hit_streak >= self.min_hits or self.frame_count <= self.min_hits):
+            if trk.time_since_update < 1 and (
+                trk.hit_streak >= self.min_hits or self.frame_count <= self.min_hits
+            ):
                 ret.append(np.concatenate((d, [trk.id + 1])).reshape(1, -1))
             i -= 1
             if trk.time_since_update > self.max_age:
