@@ -7,8 +7,10 @@ import json
 import math
 import os
 import tempfile
+from collections.abc import Callable
 from functools import cache
 from pathlib import Path
+from typing import Any, Literal
 
 import numpy as np
 import pytest
@@ -218,7 +220,7 @@ positive = st.floats(min_value=1e-9, max_value=1e9)
 
 @st.composite
 def detections(draw: st.DrawFn) -> Detections:
-    space = draw(st.sampled_from(["point", "box"]))
+    space: Literal["point", "box"] = draw(st.sampled_from(["point", "box"]))
     m = 4 if space == "box" else 2
     n = draw(st.integers(0, 5))
     z = np.array([[draw(finite) for _ in range(m)] for _ in range(n)]).reshape(n, m)
@@ -323,3 +325,118 @@ def test_edit_that_overflows_a_float_is_reported_not_raised() -> None:
     assert not res.ok and res.first_bad_line == 2 and "canonical" in res.reason
     res = verify(write(log.replace(b'"NaN"', b"NaN\x20\x20", 1)))
     assert not res.ok and res.first_bad_line == 2
+
+
+# ----------------------------------------------------------------------------- replay
+def _run_supervised(path: Path) -> dict[str, int]:
+    """A short drive with the real Supervisor: radar drops out (DEGRADED), then the camera sends
+    garbage (takeover), the driver acknowledges, and the operator resets.
+
+    Returns the seq of the step event of each step index, keyed "step<k>".
+    """
+    from safety.config import SupervisorConfig
+    from safety.supervisor import HealthState, Supervisor
+
+    rng = np.random.default_rng(42)
+    truth = np.array([[20.0, 0.0], [30.0, 5.0]])
+    log = AuditLog(path, fsync="never")
+    sup = Supervisor(SupervisorConfig.default(), audit=log)
+    ack_at: float | None = None
+    seqs: dict[str, int] = {}
+    for k in range(110):
+        t = round(0.1 * k, 10)
+        cam = Detections.from_points(truth + rng.normal(0, 0.3, truth.shape), t=t, sigma=0.3,
+                                     sensor="camera")
+        rad = Detections.from_points(truth + rng.normal(0, 0.4, truth.shape), t=t, sigma=0.4,
+                                     sensor="radar")
+        seqs[f"step{k}"] = log.count
+        inputs = {"camera": "garbage" if 60 <= k < 63 else cam, "radar": rad if k < 40 else None}
+        out = sup.step(t, inputs, ego_speed=8.0)
+        if out.takeover is not None and ack_at is None:
+            ack_at = t + 1.0
+        if ack_at is not None and abs(t - ack_at) < 1e-9:
+            assert sup.acknowledge_takeover(t)
+            assert sup.state is HealthState.MANUAL
+        if k == 100:
+            sup.reset(t)
+    log.close()
+    assert ack_at is not None, "the drive must exercise a takeover"
+    return seqs
+
+
+@pytest.fixture(scope="module")
+def supervised_log(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, int]]:
+    path = tmp_path_factory.mktemp("replay") / "drive.jsonl"
+    return path, _run_supervised(path)
+
+
+def _rewrite(src: Path, dst: Path, edit: Callable[[dict[str, Any]], dict[str, Any] | None]
+             ) -> None:
+    events = read_events(src)
+    events = [e for e in (edit(e) for e in events) if e is not None]
+    dst.write_text("".join(json.dumps(e) + "\n" for e in events))
+
+
+def test_replay_reproduces_every_decision(supervised_log: tuple[Path, dict[str, int]]) -> None:
+    from safety.audit import replay
+
+    path, _ = supervised_log
+    assert verify(path).ok
+    kinds = [e["kind"] for e in read_events(path)]
+    for k in ("state_change", "finding_raised", "takeover_issued", "takeover_acknowledged",
+              "reset"):
+        assert k in kinds, k
+    report = replay(path)
+    assert report.mismatches == [] and report.ok
+    assert report.n_steps == 110
+    assert report.integrity is not None and report.integrity.ok
+
+
+def test_replay_reports_a_changed_input(supervised_log: tuple[Path, dict[str, int]],
+                                        tmp_path: Path) -> None:
+    """A step's recorded wall time raised past the budget: the next step's decisions differ."""
+    from safety.audit import replay
+
+    path, seqs = supervised_log
+    target = seqs["step20"]
+
+    def edit(e: dict[str, Any]) -> dict[str, Any]:
+        if e["seq"] == target:
+            assert e["kind"] == "step"
+            e["data"]["elapsed"] = 1.0
+        return e
+
+    bad = tmp_path / "edited.jsonl"
+    _rewrite(path, bad, edit)
+    report = replay(bad)
+    assert not report.ok and report.integrity is not None and not report.integrity.ok
+    seq, expected, actual = report.mismatches[0]
+    assert seq == seqs["step21"]
+    assert not any(d["data"].get("kind") == "deadline.overrun" for d in expected)
+    assert any(d["kind"] == "finding_raised" and d["data"]["kind"] == "deadline.overrun"
+               for d in actual)
+
+
+def test_replay_reports_a_deleted_decision(supervised_log: tuple[Path, dict[str, int]],
+                                           tmp_path: Path) -> None:
+    from safety.audit import replay
+
+    path, _ = supervised_log
+    first_change = next(e["seq"] for e in read_events(path) if e["kind"] == "state_change")
+    bad = tmp_path / "deleted.jsonl"
+    _rewrite(path, bad, lambda e: None if e["seq"] == first_change else e)
+    report = replay(bad)
+    assert not report.ok and len(report.mismatches) == 1
+    _, expected, actual = report.mismatches[0]
+    assert [d["kind"] for d in actual if d not in expected] == ["state_change"]
+
+
+def test_explain_on_a_supervised_drive(supervised_log: tuple[Path, dict[str, int]]) -> None:
+    path, _ = supervised_log
+    events = read_events(path)
+    issued = next(e for e in events if e["kind"] == "takeover_issued")
+    text = explain(path, issued["t"])
+    assert "TAKEOVER_REQUESTED" in text and "Root cause" in text
+    assert "takeover was requested" in text
+    ack = next(e for e in events if e["kind"] == "takeover_acknowledged")
+    assert "MANUAL" in explain(path, ack["t"]).splitlines()[0]
