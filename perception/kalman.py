@@ -72,6 +72,7 @@ class _PredictPlan(NamedTuple):
 
 _PLAN_CACHE: OrderedDict[tuple[int, bytes], _PredictPlan] = OrderedDict()
 _PLAN_CACHE_SIZE = 32
+_GEMM_BLOCK_ELEMENTS = 192_000  # rows × (dx² × dx(dx+1)/2) per matrix product
 
 
 def _predict_plan(F: FloatArray) -> _PredictPlan:
@@ -115,7 +116,13 @@ def kf_predict(
         )
     plan = _predict_plan(F)
     x2 = x @ plan.Ft
-    upper = P.reshape(n, dx * dx) @ plan.M
+    flat = P.reshape(n, dx * dx)
+    upper = np.empty((n, plan.M.shape[1]))
+    # Row blocks small enough that BLAS stays single-threaded: threading a product this thin
+    # costs more than it saves, and on a loaded machine it can cost 10-100×.
+    block = max(1, _GEMM_BLOCK_ELEMENTS // plan.M.size)
+    for start in range(0, n, block):
+        np.matmul(flat[start : start + block], plan.M, out=upper[start : start + block])
     upper += Q[plan.iu]
     P2 = upper[:, plan.mirror].reshape(n, dx, dx)
     return x2, P2
