@@ -98,21 +98,44 @@ def mahalanobis_cost(
     return d2
 
 
-def iou_matrix(a_xyxy: FloatArray, b_xyxy: FloatArray) -> FloatArray:
-    """Intersection over union of every box in ``a`` (T, 4) with every box in ``b`` (D, 4)."""
-    a = np.asarray(a_xyxy, dtype=np.float64).reshape(-1, 4)
-    b = np.asarray(b_xyxy, dtype=np.float64).reshape(-1, 4)
-    ix1 = np.maximum(a[:, None, 0], b[None, :, 0])
-    iy1 = np.maximum(a[:, None, 1], b[None, :, 1])
-    ix2 = np.minimum(a[:, None, 2], b[None, :, 2])
-    iy2 = np.minimum(a[:, None, 3], b[None, :, 3])
-    inter = np.clip(ix2 - ix1, 0.0, None) * np.clip(iy2 - iy1, 0.0, None)
-    area_a = np.clip(a[:, 2] - a[:, 0], 0.0, None) * np.clip(a[:, 3] - a[:, 1], 0.0, None)
-    area_b = np.clip(b[:, 2] - b[:, 0], 0.0, None) * np.clip(b[:, 3] - b[:, 1], 0.0, None)
+def _iou_corners(
+    a: tuple[FloatArray, FloatArray, FloatArray, FloatArray],
+    b: tuple[FloatArray, FloatArray, FloatArray, FloatArray],
+) -> FloatArray:
+    """IoU of boxes given as corner columns (x1, y1, x2, y2), a (T,) each vs b (D,) each."""
+    ax1, ay1, ax2, ay2 = a
+    bx1, by1, bx2, by2 = b
+    iw = np.minimum(ax2[:, None], bx2[None, :]) - np.maximum(ax1[:, None], bx1[None, :])
+    ih = np.minimum(ay2[:, None], by2[None, :]) - np.maximum(ay1[:, None], by1[None, :])
+    inter = np.maximum(iw, 0.0) * np.maximum(ih, 0.0)
+    area_a = np.maximum(ax2 - ax1, 0.0) * np.maximum(ay2 - ay1, 0.0)
+    area_b = np.maximum(bx2 - bx1, 0.0) * np.maximum(by2 - by1, 0.0)
     union = area_a[:, None] + area_b[None, :] - inter
     out = np.zeros_like(inter)
     np.divide(inter, union, out=out, where=union > 0.0)
     return out
+
+
+def iou_matrix(a_xyxy: FloatArray, b_xyxy: FloatArray) -> FloatArray:
+    """Intersection over union of every box in ``a`` (T, 4) with every box in ``b`` (D, 4)."""
+    a = np.asarray(a_xyxy, dtype=np.float64).reshape(-1, 4)
+    b = np.asarray(b_xyxy, dtype=np.float64).reshape(-1, 4)
+    return _iou_corners((a[:, 0], a[:, 1], a[:, 2], a[:, 3]), (b[:, 0], b[:, 1], b[:, 2], b[:, 3]))
+
+
+def _z_corners(z: FloatArray) -> tuple[FloatArray, FloatArray, FloatArray, FloatArray]:
+    """SORT [u, v, s, r] → corner columns, as ``z_to_xyxy`` (non-positive area → empty box)."""
+    s = np.maximum(z[:, 2], 0.0)
+    w = np.sqrt(s * np.maximum(z[:, 3], 1e-12))
+    h = np.divide(s, w, out=np.zeros_like(s), where=w > 0.0)
+    return z[:, 0] - 0.5 * w, z[:, 1] - 0.5 * h, z[:, 0] + 0.5 * w, z[:, 1] + 0.5 * h
+
+
+def iou_matrix_z(z_a: FloatArray, z_b: FloatArray) -> FloatArray:
+    """:func:`iou_matrix` of boxes given as SORT measurements [u, v, s, r] (T, 4) and (D, 4)."""
+    za = np.asarray(z_a, dtype=np.float64).reshape(-1, 4)
+    zb = np.asarray(z_b, dtype=np.float64).reshape(-1, 4)
+    return _iou_corners(_z_corners(za), _z_corners(zb))
 
 
 def associate(cost: FloatArray, gate: float) -> Assignment:

@@ -12,8 +12,8 @@ from typing import Literal
 import numpy as np
 from numpy.typing import NDArray
 
-from perception.association import associate, chi2_gate, iou_matrix, mahalanobis_cost
-from perception.detections import Detections, z_to_xyxy
+from perception.association import associate, chi2_gate, iou_matrix_z, mahalanobis_cost
+from perception.detections import Detections
 from perception.errors import TrackerError
 from perception.kalman import KalmanBackend, make_backend
 from perception.models import MotionModel, make_model, predict_model
@@ -24,6 +24,10 @@ IntArray = NDArray[np.int64]
 BoolArray = NDArray[np.bool_]
 
 _MAX_WINDOW = 62  # hit history is a bit mask in an int64
+# plain ints: comparing arrays against IntEnum members costs an enum lookup per use
+_TENTATIVE, _CONFIRMED, _COASTING = (
+    int(TrackStatus.TENTATIVE), int(TrackStatus.CONFIRMED), int(TrackStatus.COASTING)
+)
 
 
 class Tracker:
@@ -133,7 +137,7 @@ class Tracker:
     def _cost(self, x: FloatArray, P: FloatArray, dets: Detections) -> FloatArray:
         H = self._H
         if self.gating == "iou":
-            return 1.0 - iou_matrix(z_to_xyxy(x @ H.T), dets.boxes_xyxy())
+            return 1.0 - iou_matrix_z(x @ H.T, dets.z)
         return mahalanobis_cost(x @ H.T, H @ P @ H.T, dets.z, dets.R)
 
     def peek(self, t: float) -> Tracks:
@@ -145,7 +149,7 @@ class Tracker:
         tf = self._check_time(t)
         x, P = self._predicted(tf)
         n = len(self)
-        status = np.where(self._status == TrackStatus.CONFIRMED, TrackStatus.COASTING, self._status)
+        status = np.where(self._status == _CONFIRMED, _COASTING, self._status)
         return self._output(
             tf, x, P, status.astype(np.int64), self._age + 1, np.zeros(n, bool),
             np.full(n, np.nan), np.full((n, self._dz), np.nan),
@@ -189,38 +193,37 @@ class Tracker:
 
         # ---- lifecycle (masks over all existing tracks)
         self._x, self._P = x, P
-        self._age += 1
-        self._hits += updated
-        self._t_update = np.where(updated, tf, self._t_update)
-        status = self._status
-        tentative = status == TrackStatus.TENTATIVE
-        dead = np.zeros(n, bool)
-        if detections is not None:
-            self._history = ((self._history << 1) | updated) & self._window_mask
-            self._looks += 1
-            recent_hits = np.bitwise_count(self._history)
-            promote = tentative & (recent_hits >= self.n_init)
-            dead |= tentative & ~updated & ~promote & (self._looks >= self.init_window)
-            status = np.where(promote, TrackStatus.CONFIRMED, status)
-        was_confirmed = (status == TrackStatus.CONFIRMED) | (status == TrackStatus.COASTING)
-        status = np.where(was_confirmed & updated, TrackStatus.CONFIRMED, status)
-        status = np.where(was_confirmed & ~updated, TrackStatus.COASTING, status)
-        self._status = status.astype(np.int64)
-        cov_trace = np.trace(self.model.position_cov(P), axis1=1, axis2=2) if n else np.zeros(0)
-        dead |= (tf - self._t_update) > self.max_coast
-        dead |= ~(cov_trace <= self.max_cov_trace)  # NaN trace counts as too large
-        self.deleted_ids = self._ids[dead]
-        keep = ~dead
-        self._compact(keep)
-        updated, nis, innov, innov_cov, det_index = (
-            updated[keep], nis[keep], innov[keep], innov_cov[keep], det_index[keep]
-        )
+        self.deleted_ids = np.zeros(0, np.int64)
+        if n:
+            self._age += 1
+            self._hits += updated
+            self._t_update = np.where(updated, tf, self._t_update)
+            status = self._status
+            tentative = status == _TENTATIVE
+            dead = (tf - self._t_update) > self.max_coast
+            if detections is not None:
+                self._history = ((self._history << 1) | updated) & self._window_mask
+                self._looks += 1
+                promote = tentative & (np.bitwise_count(self._history) >= self.n_init)
+                dead |= tentative & ~updated & ~promote & (self._looks >= self.init_window)
+                tentative &= ~promote
+            confirmed_status = np.where(updated, _CONFIRMED, _COASTING)
+            self._status = np.where(tentative, _TENTATIVE, confirmed_status).astype(np.int64)
+            cov_trace = np.trace(self.model.position_cov(P), axis1=1, axis2=2)
+            dead |= ~(cov_trace <= self.max_cov_trace)  # NaN trace counts as too large
+            if np.any(dead):
+                self.deleted_ids = self._ids[dead]
+                keep = ~dead
+                self._compact(keep)
+                updated, nis, innov, innov_cov, det_index = (
+                    updated[keep], nis[keep], innov[keep], innov_cov[keep], det_index[keep]
+                )
 
         # ---- births from unmatched detections
         if detections is not None and unmatched_dets.size:
             m = unmatched_dets.size
             bx, bP = self.model.initiate(detections.z[unmatched_dets], detections.R[unmatched_dets])
-            born_status = TrackStatus.CONFIRMED if self.n_init <= 1 else TrackStatus.TENTATIVE
+            born_status = _CONFIRMED if self.n_init <= 1 else _TENTATIVE
             self._append(
                 ids=np.arange(self._next_id, self._next_id + m, dtype=np.int64),
                 x=np.asarray(bx, dtype=np.float64), P=np.asarray(bP, dtype=np.float64),
@@ -241,8 +244,6 @@ class Tracker:
 
     # ------------------------------------------------------------------ SoA plumbing
     def _compact(self, keep: BoolArray) -> None:
-        if np.all(keep):
-            return
         for name in ("_ids", "_x", "_P", "_status", "_age", "_hits", "_looks", "_history",
                      "_t_update", "_scores", "_labels"):
             setattr(self, name, getattr(self, name)[keep])

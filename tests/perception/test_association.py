@@ -15,8 +15,10 @@ from perception.association import (
     associate,
     chi2_gate,
     iou_matrix,
+    iou_matrix_z,
     mahalanobis_cost,
 )
+from perception.detections import xyxy_to_z, z_to_xyxy
 
 # ---------------------------------------------------------------- strategies
 _cost_value = st.one_of(
@@ -190,3 +192,21 @@ def test_iou_identical_and_disjoint() -> None:
     assert got == pytest.approx(np.eye(2))
     half = iou_matrix(a[:1], np.array([[5.0, 0.0, 15.0, 10.0]]))
     assert half[0, 0] == pytest.approx(50.0 / 150.0)
+
+
+@given(st.lists(_box, max_size=5), st.lists(_box, max_size=5))
+def test_iou_matrix_z_equals_iou_of_the_converted_boxes(
+    a: list[list[float]], b: list[list[float]]
+) -> None:
+    A = np.array(a, dtype=np.float64).reshape(-1, 4)
+    B = np.array(b, dtype=np.float64).reshape(-1, 4)
+    A = A[(A[:, 2] > A[:, 0]) & (A[:, 3] > A[:, 1])]  # proper boxes only
+    B = B[(B[:, 2] > B[:, 0]) & (B[:, 3] > B[:, 1])]
+    za, zb = xyxy_to_z(A), xyxy_to_z(B)
+    np.testing.assert_allclose(iou_matrix_z(za, zb), iou_matrix(A, B), atol=1e-9)
+    np.testing.assert_allclose(iou_matrix_z(za, zb), iou_matrix(z_to_xyxy(za), z_to_xyxy(zb)),
+                               atol=1e-12)
+    # a state head with non-positive area is an empty box: overlaps nothing
+    bad = za.copy()
+    bad[:, 2] = -1.0
+    assert np.all(iou_matrix_z(bad, zb) == 0.0)
