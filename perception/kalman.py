@@ -4,10 +4,12 @@ Two interchangeable backends implement :class:`KalmanBackend`:
 
 - :class:`VectorizedKalman` (``kf_predict`` / ``kf_update``): no per-track Python loop. The
   prediction is one matrix product on the flattened covariances (the shared ``F`` enters as its
-  symmetrised Kronecker square), the update works in a tracks-last layout so that every operation
-  is a contiguous vector operation over all tracks, exploits a selection ``H`` (``H P Hᵀ`` and
-  ``P Hᵀ`` are slices of ``P``) and solves with ``S`` by an in-place Gauss-Jordan sweep over the
-  measurement dimension (``S`` is symmetric positive definite, so no pivoting is needed).
+  symmetrised Kronecker square, evaluated for the upper triangle only and mirrored, so the result
+  is exactly symmetric). The update works in a tracks-last layout so that every operation is a
+  contiguous vector operation over all tracks, exploits a selection ``H`` (``H P Hᵀ`` and
+  ``P Hᵀ`` are slices of ``P``), corrects ``[P | x]`` with one contraction, and solves with ``S``
+  by Gaussian elimination over the measurement dimension (``S`` is symmetric positive definite,
+  so no pivoting is needed) instead of forming inverses.
 - :class:`FilterpyKalman`: one ``filterpy.kalman.KalmanFilter`` per track, the independent
   (diverse redundant) implementation that property tests compare against.
 
