@@ -221,10 +221,9 @@ class Detections:
         J[:, 1, 1] = J[:, 1, 3] = 0.5
         J[:, 2, 0], J[:, 2, 2] = -h, h
         J[:, 2, 1], J[:, 2, 3] = -w, w
-        J[:, 3, 0], J[:, 3, 2] = 1.0 / h, -1.0 / h
+        J[:, 3, 0], J[:, 3, 2] = -1.0 / h, 1.0 / h
         J[:, 3, 1], J[:, 3, 3] = w / h**2, -w / h**2
         R = (sigma_px**2) * np.einsum("nij,nkj->nik", J, J)
-        R += np.eye(4) * 1e-9 * np.maximum(1.0, np.abs(R).max(axis=(1, 2)))[:, None, None]
         return cls(z, R, _scores(scores, n), _labels(labels, n), t, sensor, "box")
 
     @classmethod

@@ -187,11 +187,6 @@ def test_detections_to_ground_matches_box_to_ground_and_keeps_metadata() -> None
     assert len(CAM.detections_to_ground(Detections.empty(0.0, "c", "box"))) == 0
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="Detections.from_boxes: Jacobian of r = w/h w.r.t. x1, x2 has the wrong sign "
-    "(J[:, 3, 0] should be -1/h, J[:, 3, 2] +1/h), so box covariances from it are off",
-)
 def test_detections_to_ground_agrees_with_box_to_ground_for_from_boxes_covariance() -> None:
     pts = np.array([[6.0, 1.0], [15.0, -2.0], [30.0, 4.0]])
     boxes = CAM.ground_to_box(pts, [0.5, 1.8, 0.7], [1.7, 1.5, 1.2])
