@@ -5,8 +5,12 @@ A disagreement is persistent when the same channel pair disagrees near the same 
 own motion and id changes do not break the chain). With two voting channels nobody can tell
 which one is wrong: the finding is SYSTEM. With three or more, the crosscheck's majority vote
 names the loser; a channel outvoted in ``outvoted_steps`` of the last ``outvoted_window`` steps
-cannot be vouched for (CHANNEL), and disagreements involving it are attributed to it. Pairs
-involving a shadow channel are reported for information only.
+cannot be vouched for (CHANNEL), and disagreements involving it are attributed to it. A
+persistent miss (one channel tracks an object inside the other's field of view, the other has
+nothing there) is CHANNEL on the blind channel: the object is output anyway, uncorroborated, so
+the safe reading is that the blind channel cannot be vouched for. The crosscheck's own
+persistence count (``Disagreement.steps``) counts towards ``persist_steps``. Pairs involving a
+shadow channel are reported for information only.
 """
 
 from __future__ import annotations
@@ -58,6 +62,7 @@ class CrossChannelMonitor:
         impact=Impact.SYSTEM,
         kinds=(
             "crosscheck.disagreement",
+            "crosscheck.miss",
             "crosscheck.outvoted",
             "crosscheck.shadow_disagreement",
             "crosscheck.shadow_mismatch",
@@ -148,9 +153,16 @@ class CrossChannelMonitor:
         return out
 
     def _pair_finding(
-        self, ctx: StepContext, pair: Pair, ds: Sequence[Disagreement], hit: NDArray[np.bool_],
-        miss: NDArray[np.bool_], stat: NDArray[np.float64], thr: NDArray[np.float64],
-        count: NDArray[np.int64], outvoted: set[str],
+        self,
+        ctx: StepContext,
+        pair: Pair,
+        ds: Sequence[Disagreement],
+        hit: NDArray[np.bool_],
+        miss: NDArray[np.bool_],
+        stat: NDArray[np.float64],
+        thr: NDArray[np.float64],
+        count: NDArray[np.int64],
+        outvoted: set[str],
     ) -> list[Finding]:
         a, b = pair
         steps = int(count[hit].max())
@@ -158,39 +170,76 @@ class CrossChannelMonitor:
             [t for d, h in zip(ds, hit, strict=True) if h for t in d.track_ids if int(t) >= 0],
             dtype=np.int64,
         )
-        n_dis = int(np.count_nonzero(hit & ~miss))
-        n_miss = int(np.count_nonzero(hit & miss))
-        parts = []
-        if n_dis:
-            sel = hit & ~miss
-            value = float(np.max(np.where(np.isfinite(stat[sel]), stat[sel], np.inf)))
-            threshold = float(np.max(thr[sel]))
-            parts.append(f"disagree about where {n_dis} object(s) are (statistic {value:.1f}, "
-                         f"limit {threshold:.1f})")
-        else:
-            value, threshold = float(steps), float(self.cfg.persist_steps)
-        if n_miss:
-            parts.append(f"do not agree on whether {n_miss} object(s) inside both fields of "
-                         "view exist")
-        what = " and ".join(parts)
+        dis = hit & ~miss
         roles = (self._role(a), self._role(b))
         if "shadow" in roles:
             shadow = a if roles[0] == "shadow" else b
             other = b if shadow == a else a
-            return [finding(
-                self.spec, "crosscheck.shadow_disagreement", ctx.t,
-                f"Shadow {label(shadow)} and {label(other)} {what}, for {steps} steps; the "
-                "shadow is not used for output.",
-                channel=shadow, impact=Impact.INFO, value=value, threshold=threshold,
-                window=steps * ctx.dt, track_ids=ids)]
+            return [
+                finding(
+                    self.spec,
+                    "crosscheck.shadow_disagreement",
+                    ctx.t,
+                    f"Shadow {label(shadow)} and {label(other)} disagree about "
+                    f"{int(np.count_nonzero(hit))} object(s) (position or existence) for {steps} "
+                    "steps; the shadow is not used for output.",
+                    channel=shadow,
+                    impact=Impact.INFO,
+                    value=float(steps),
+                    threshold=float(self.cfg.persist_steps),
+                    window=steps * ctx.dt,
+                    track_ids=ids,
+                )
+            ]
         if a in outvoted or b in outvoted:
             return []  # attributed: the outvoted finding already names the faulty channel
-        return [finding(
-            self.spec, "crosscheck.disagreement", ctx.t,
-            f"Channels '{a}' and '{b}' {what}, for {steps} steps in a row, and it cannot be "
-            "told which one is right.",
-            channel=None, impact=Impact.SYSTEM, value=value, threshold=threshold,
-            window=steps * ctx.dt, track_ids=ids)]
+        out: list[Finding] = []
+        if dis.any():
+            value = float(np.max(np.where(np.isfinite(stat[dis]), stat[dis], np.inf)))
+            threshold = float(np.max(thr[dis]))
+            out.append(
+                finding(
+                    self.spec,
+                    "crosscheck.disagreement",
+                    ctx.t,
+                    f"Channels '{a}' and '{b}' disagree about where {int(dis.sum())} object(s) are "
+                    f"(statistic {value:.1f}, limit {threshold:.1f}) for {int(count[dis].max())} "
+                    "steps in a row, and it cannot be told which one is right.",
+                    channel=None,
+                    impact=Impact.SYSTEM,
+                    value=value,
+                    threshold=threshold,
+                    window=int(count[dis].max()) * ctx.dt,
+                    track_ids=ids,
+                )
+            )
+        # a miss: the channel without a track (id −1) fails to see what the other tracks inside
+        # its field of view. The object is still output (uncorroborated), so the blind channel,
+        # not the system, is what cannot be vouched for.
+        missing: dict[tuple[str, str], list[int]] = {}
+        for d, h, m, n in zip(ds, hit, miss, count, strict=True):
+            if h and m:
+                blind, seer = (b, a) if int(d.track_ids[1]) < 0 else (a, b)
+                missing.setdefault((blind, seer), []).append(int(n))
+        for (blind, seer), counts in sorted(missing.items()):
+            k = max(counts)
+            out.append(
+                finding(
+                    self.spec,
+                    "crosscheck.miss",
+                    ctx.t,
+                    f"{label(blind).capitalize()} has not seen {len(counts)} object(s) that "
+                    f"{label(seer)} tracks inside its field of view, for {k} steps in a row; they "
+                    f"are still output, from '{seer}' alone.",
+                    channel=blind,
+                    impact=Impact.CHANNEL,
+                    value=float(k),
+                    threshold=float(self.cfg.persist_steps),
+                    window=k * ctx.dt,
+                    track_ids=ids,
+                )
+            )
+        return out
 
     def _shadows(self, ctx: StepContext, shadow: Mapping[str, object]) -> list[Finding]:
         out: list[Finding] = []

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from numpy.typing import NDArray
 from pydantic import Field
+from scipy.stats import chi2
 
 from perception.tracks import Tracks
 from safety.channels import ChannelConfig
@@ -32,6 +33,8 @@ class DriftConfig(MonitorSettings):
     growth_factor: float = Field(default=4.0, gt=1)  # total growth over that run
     fov_margin_m: float = Field(default=2.0, ge=0)  # coasting counts only well inside the FOV
     fov_margin_px: float = Field(default=20.0, ge=0)
+    duplicate_gate_probability: float = Field(default=0.999, gt=0, lt=1)  # coasting track
+    # within this chi-square gate of an updated track is a duplicate, not a lost object
 
 
 @dataclass
@@ -48,7 +51,8 @@ class DriftMonitor:
     spec = MonitorSpec(
         name="drift",
         watches="time since update and position-covariance trace of each confirmed track",
-        threshold="coasting > max_coast_s while inside the field of view; trace > max_cov_trace, "
+        threshold="coasting > max_coast_s inside the field of view with no updated track in its "
+        "gate; trace > max_cov_trace, "
         "or growing growth_factor× over growth_steps updated steps",
         impact=Impact.CHANNEL,
         kinds=("drift.coasting", "drift.covariance"),
@@ -58,6 +62,7 @@ class DriftMonitor:
         self.cfg = cfg
         self.channels = ChannelSet(channels)
         self._growth: dict[str, _Growth] = {}
+        self._gate = float(chi2.ppf(cfg.duplicate_gate_probability, 2))
 
     def reset(self) -> None:
         """Forget covariance histories."""
@@ -84,6 +89,29 @@ class DriftMonitor:
             return fov.contains(pos, margin=self.cfg.fov_margin_px)
         return fov.contains(pos, margin=self.cfg.fov_margin_m)
 
+    def _taken_over(self, tr: Tracks, bad: NDArray[np.bool_]) -> NDArray[np.bool_]:
+        """Which coasting tracks have an updated track of the same channel within the gate.
+
+        The object is then still seen, under a new id (a duplicate the tracker will delete), so
+        nothing is lost; d² uses the sum of both position covariances.
+        """
+        fresh = np.asarray(tr.updated, bool) & ~bad
+        if not fresh.any():
+            return np.zeros(int(bad.sum()), dtype=bool)
+        pos = np.asarray(tr.position, dtype=np.float64)
+        cov = np.asarray(tr.position_cov, dtype=np.float64)
+        d = pos[bad][:, None, :] - pos[fresh][None, :, :]  # (B, U, 2)
+        S = cov[bad][:, None] + cov[fresh][None, :]  # (B, U, 2, 2)
+        det = S[..., 0, 0] * S[..., 1, 1] - S[..., 0, 1] * S[..., 1, 0]
+        q = (
+            S[..., 1, 1] * d[..., 0] ** 2
+            - (S[..., 0, 1] + S[..., 1, 0]) * d[..., 0] * d[..., 1]
+            + S[..., 0, 0] * d[..., 1] ** 2
+        )
+        with np.errstate(divide="ignore", invalid="ignore"):
+            d2 = np.where(det > 0, q / det, np.inf)
+        return np.asarray(np.any(d2 <= self._gate, axis=1))
+
     def _coasting(
         self, ctx: StepContext, name: str, ch: ChannelConfig, tr: Tracks
     ) -> list[Finding]:
@@ -94,6 +122,8 @@ class DriftMonitor:
         )
         tsu = np.asarray(tr.time_since_update, dtype=np.float64)
         bad = np.asarray(tr.confirmed, bool) & (tsu > limit) & self._inside(ch, tr)
+        if bad.any():
+            bad[bad] = ~self._taken_over(tr, bad)
         if not bad.any():
             return []
         ids = np.asarray(tr.ids)[bad]

@@ -353,6 +353,16 @@ def test_drift_coasting_inside_fov_names_tracks() -> None:
     assert fs[0].value == pytest.approx(0.8) and fs[0].threshold == pytest.approx(0.5)
 
 
+def test_drift_coasting_duplicate_of_an_updated_track_is_not_lost() -> None:
+    mon = DriftMonitor(DriftConfig(), TWO)
+    # track 1 drifted off and coasts; track 2 took over the same object 1.6 m away
+    tr = tracks(2.0, [[23.4, 2.7], [25.0, 3.0], [40.0, -3.0]], ids=[1, 2, 3],
+                tsu=[0.8, 0.0, 0.8], updated=[False, True, False], cov_trace=[1.2, 0.3, 1.2],
+                status=[TrackStatus.COASTING, TrackStatus.CONFIRMED, TrackStatus.COASTING])
+    fs = mon.observe(ctx(2.0, [obs("a", tr=tr)]))
+    assert kinds(fs) == ["drift.coasting"] and fs[0].track_ids == (3,)
+
+
 def test_drift_quiet_on_updated_tracks() -> None:
     rng = np.random.default_rng(7)
     mon = DriftMonitor(DriftConfig(), TWO)
@@ -406,7 +416,12 @@ def test_crosscheck_honours_crosscheck_persistence_count() -> None:
     mon = CrossChannelMonitor(CrossChannelConfig(persist_steps=5), TWO)
     d = Disagreement(("a", "b"), (3, -1), 6.0, 3.0, np.array([15.0, 2.0]), "miss", 6)
     fs = mon.observe(ctx(0.0, [], xc=CrosscheckResult(disagreements=[d])))
-    assert kinds(fs) == ["crosscheck.disagreement"] and "exist" in fs[0].message
+    # a persistent miss blames the blind channel (the object is output anyway): CHANNEL on b
+    assert [(f.kind, f.channel, f.impact) for f in fs] == [("crosscheck.miss", "b", Impact.CHANNEL)]
+    assert fs[0].track_ids == (3,) and "'a'" in fs[0].message
+    d = Disagreement(("a", "b"), (-1, 8), 6.0, 3.0, np.array([15.0, 2.0]), "miss", 6)
+    fs = mon.observe(ctx(0.1, [], xc=CrosscheckResult(disagreements=[d])))
+    assert [(f.kind, f.channel) for f in fs] == [("crosscheck.miss", "a")]
 
 
 def test_crosscheck_outvoted_channel_with_three() -> None:
