@@ -191,11 +191,13 @@ class Detections:
         labels: ArrayLike | None = None,
         sensor: str = "camera",
         sigma_px: float = 2.0,
+        R: ArrayLike | None = None,
     ) -> Detections:
         """Image boxes → SORT measurements [u, v, s, r] with covariance from a pixel corner noise.
 
         ``sigma_px`` is the standard deviation of each box edge in pixels; it is propagated
-        through the box → [u, v, s, r] Jacobian so R reflects the box's size.
+        through the box → [u, v, s, r] Jacobian so R reflects the box's size. An explicit
+        ``R`` ((4, 4) for all boxes, or (N, 4, 4)) replaces that model.
         """
         b = _as_float("boxes", boxes)
         if b.size == 0:
@@ -223,8 +225,11 @@ class Detections:
         J[:, 2, 1], J[:, 2, 3] = -w, w
         J[:, 3, 0], J[:, 3, 2] = -1.0 / h, 1.0 / h
         J[:, 3, 1], J[:, 3, 3] = w / h**2, -w / h**2
-        R = (sigma_px**2) * np.einsum("nij,nkj->nik", J, J)
-        return cls(z, R, _scores(scores, n), _labels(labels, n), t, sensor, "box")
+        if R is None:
+            cov = (sigma_px**2) * np.einsum("nij,nkj->nik", J, J)
+        else:
+            cov = np.broadcast_to(_as_float("R", R), (n, 4, 4)).copy()
+        return cls(z, cov, _scores(scores, n), _labels(labels, n), t, sensor, "box")
 
     @classmethod
     def from_points(

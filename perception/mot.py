@@ -114,17 +114,25 @@ def sample_paths(name: str) -> tuple[Path, Path]:
     return gt, det
 
 
+#: SORT's published measurement noise for [u, v, s, r] (MOT boxes carry no uncertainty of
+#: their own; using it keeps comparisons with SORT-family trackers like for like).
+SORT_R = np.diag([1.0, 1.0, 10.0, 10.0])
+
+
 def detections_by_frame(
-    seq: MotSequence, sensor: str = "camera", sigma_px: float = 4.0
+    seq: MotSequence, sensor: str = "camera", R: FloatArray | None = SORT_R
 ) -> dict[int, Detections]:
-    """frame → box Detections (IDs dropped; confidence as score, unknown (−1) as 1)."""
+    """frame → box Detections (IDs dropped; confidence as score, unknown (−1) as 1).
+
+    ``R`` is the measurement covariance of every box; None derives it from 4 px edge noise.
+    """
     out: dict[int, Detections] = {}
     for f, (_, xywh) in seq.by_frame().items():
         sel = seq.frame == f
         conf = np.where(seq.conf[sel] < 0, 1.0, np.clip(seq.conf[sel], 0.0, 1.0))  # -1 = unknown
         good = (xywh[:, 2] > 0) & (xywh[:, 3] > 0)
         out[f] = Detections.from_boxes(
-            xywh[good], t=float(f), fmt="xywh", scores=conf[good], sensor=sensor, sigma_px=sigma_px
+            xywh[good], t=float(f), fmt="xywh", scores=conf[good], sensor=sensor, sigma_px=4.0, R=R
         )
     return out
 
