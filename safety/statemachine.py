@@ -123,8 +123,9 @@ class FaultLatch:
             if a is None:
                 self.active[f.key] = ActiveFault(f, f, t, t)
                 out.raised.append(f)
-            else:
-                a.latest = f
+            else:  # keep the most severe report while active: no de-escalation without quiet
+                if IMPACT_RANK[f.impact] >= IMPACT_RANK[a.latest.impact]:
+                    a.latest = f
                 a.last_seen = t
         if len(self.active) > len(out.raised):
             for key, a in list(self.active.items()):

@@ -165,4 +165,4 @@ def test_missing_file(tmp_path: Path) -> None:
 def test_config_is_immutable() -> None:
     cfg = SupervisorConfig.default()
     with pytest.raises(Exception):  # noqa: B017 - pydantic raises ValidationError
-        cfg.timings = cfg.timings  # type: ignore[misc]
+        cfg.timings = cfg.timings
