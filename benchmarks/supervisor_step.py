@@ -9,8 +9,6 @@ import argparse
 import statistics
 import time
 from collections import Counter
-from collections.abc import Callable
-from functools import partial
 
 import numpy as np
 
@@ -18,9 +16,11 @@ from perception.detections import Detections
 from perception.tracker import Tracker
 from safety.channels import ChannelConfig, FieldOfView, TrackerSettings
 from safety.config import SupervisorConfig
+from safety.context import Monitor, StepContext
 from safety.crosscheck import CrossChecker
-from safety.monitors import MonitorsConfig
-from safety.supervisor import HealthState, Supervisor
+from safety.findings import Finding
+from safety.monitors import MonitorsConfig, build_monitors
+from safety.supervisor import Supervisor
 
 CHANNELS = ("camera", "radar", "lidar")
 DT = 0.05
@@ -58,15 +58,47 @@ def config() -> SupervisorConfig:
     ], monitors=MonitorsConfig(step_rate_hz=1 / DT))
 
 
-def timed(fn: Callable[[], object]) -> float:
-    t0 = time.perf_counter()
-    fn()
-    return time.perf_counter() - t0
-
-
 def stats(xs: list[float]) -> tuple[float, float]:
     a = np.asarray(xs) * 1e3
     return float(np.median(a)), float(np.percentile(a, 99))
+
+
+class TimedMonitor:
+    """Wraps a monitor to add up the wall time of its ``observe`` calls."""
+
+    def __init__(self, inner: Monitor) -> None:
+        self.inner = inner
+        self.spec = inner.spec
+        self.times: list[float] = []
+
+    def observe(self, ctx: StepContext) -> list[Finding]:
+        t0 = time.perf_counter()
+        out = self.inner.observe(ctx)
+        self.times.append(time.perf_counter() - t0)
+        return out
+
+    def reset(self) -> None:
+        self.inner.reset()
+
+
+def run_supervisor(
+    cfg: SupervisorConfig, data: list[tuple[float, dict[str, Detections]]], warmup: int,
+    monitors: list[TimedMonitor] | None = None,
+) -> tuple[list[float], list[int], Counter[str]]:
+    """Per-step wall times (after warm-up), objects out, and states seen."""
+    sup = Supervisor(cfg, monitors=monitors)
+    times: list[float] = []
+    n_out: list[int] = []
+    states: Counter[str] = Counter()
+    for k, (t, dets) in enumerate(data):
+        t0 = time.perf_counter()
+        out = sup.step(t, dets)
+        dt = time.perf_counter() - t0
+        if k >= warmup:
+            times.append(dt)
+            n_out.append(len(out.objects))
+            states[str(out.state)] += 1
+    return times, n_out, states
 
 
 def main() -> None:
@@ -78,21 +110,9 @@ def main() -> None:
     data = frames(args.warmup + args.steps, args.objects)
     cfg = config()
 
-    sup = Supervisor(cfg)
-    full: list[float] = []
-    n_out: list[int] = []
-    states_seen: list[HealthState] = []
-
-    def one(t: float, dets: dict[str, Detections]) -> None:
-        out = sup.step(t, dets)
-        n_out.append(len(out.objects))
-        states_seen.append(out.state)
-
-    for k, (t, dets) in enumerate(data):
-        dt = timed(partial(one, t, dets))
-        if k >= args.warmup:
-            full.append(dt)
-    states = Counter(str(s) for s in states_seen[args.warmup:])
+    timed_monitors = [TimedMonitor(m) for m in build_monitors(cfg.monitors, cfg.channels)]
+    full, n_out, states = run_supervisor(cfg, data, args.warmup, timed_monitors)
+    bare, _, _ = run_supervisor(cfg, data, args.warmup, [])
 
     trackers = {c.name: Tracker(**c.tracker.model_dump(), sensor=c.name) for c in cfg.channels}
     checker = CrossChecker(cfg.crosscheck, cfg.channels)
@@ -111,16 +131,21 @@ def main() -> None:
             cross_cost.append(t2 - t1)
 
     med_s, p99_s = stats(full)
+    med_b, p99_b = stats(bare)
     med_t, p99_t = stats(track_cost)
     med_c, p99_c = stats(cross_cost)
     print(f"Supervisor.step, {len(CHANNELS)} channels × {args.objects} objects, "
           f"{args.steps} steps (after {args.warmup} warm-up); objects out: "
-          f"median {statistics.median(n_out[args.warmup:]):.0f}; states {dict(states)}")
-    print(f"{'':28}{'median ms':>10}{'p99 ms':>10}")
-    print(f"{'whole step()':28}{med_s:10.3f}{p99_s:10.3f}")
-    print(f"{'3 × Tracker.step':28}{med_t:10.3f}{p99_t:10.3f}")
-    print(f"{'CrossChecker.check':28}{med_c:10.3f}{p99_c:10.3f}")
-    print(f"{'safety layer (step − trk)':28}{med_s - med_t:10.3f}")
+          f"median {statistics.median(n_out):.0f}; states {dict(states)}")
+    print(f"{'':34}{'median ms':>10}{'p99 ms':>10}")
+    print(f"{'whole step()':34}{med_s:10.3f}{p99_s:10.3f}")
+    print(f"{'3 × Tracker.step':34}{med_t:10.3f}{p99_t:10.3f}")
+    print(f"{'CrossChecker.check':34}{med_c:10.3f}{p99_c:10.3f}")
+    for m in timed_monitors:
+        a, b = stats(m.times[args.warmup:])
+        print(f"{'  monitor ' + m.spec.name:34}{a:10.3f}{b:10.3f}")
+    print(f"{'step() without monitors':34}{med_b:10.3f}{p99_b:10.3f}")
+    print(f"{'supervisor glue (bare − trk − xc)':34}{med_b - med_t - med_c:10.3f}")
     print(f"ratio step / trackers: {med_s / med_t:.2f}×   (target: step median ≤ 1 ms)")
 
 
