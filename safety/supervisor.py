@@ -389,6 +389,7 @@ class Supervisor:
         if self._t0 is None:
             self._t0 = tf
         own: list[Finding] = []
+        ego_speed = self._checked_speed(tf, ego_speed, own)
         inputs = self._checked_inputs(ingested)
         # trackers, one per channel (guarded: an exception is a fault of that channel)
         tracks: dict[str, Tracks | None] = {}
@@ -447,6 +448,23 @@ class Supervisor:
                 value=float(len(unknown))))
         self._objects = objects
         return self._decide(tf, found, objects, ego_speed, xc, stale)
+
+    @staticmethod
+    def _checked_speed(tf: float, ego_speed: Any, own: list[Finding]) -> float | None:
+        """A finite ego speed, or None with an information finding when it is unusable."""
+        if ego_speed is None:
+            return None
+        try:
+            v = math.nan if isinstance(ego_speed, str | bytes) else float(ego_speed)
+        except (TypeError, ValueError, OverflowError):
+            v = math.nan
+        if math.isfinite(v):
+            return v
+        own.append(_finding(
+            "integrity.ego_speed", Impact.INFO, tf,
+            f"Ego speed {str(ego_speed)[:20]!r} is not a finite number; stopping distances "
+            "cannot be judged (a minimal-risk manoeuvre would use the gentlest stop)."))
+        return None
 
     def _checked_inputs(self, ingested: Mapping[str, ChannelInput]) -> dict[str, ChannelInput]:
         out: dict[str, ChannelInput] = {}
