@@ -479,6 +479,12 @@ class CrossChecker:
                 miss = present[:, ia] & ~present[:, ib]
                 if n_obj:
                     miss &= b.cfg.fov.contains(X[:, ia], margin)
+                if miss.any() and len(b):
+                    # b has a track inside the association gate of a's: b sees something there
+                    # and a's unmatched track is a duplicate (or a's view of a merged pair), not
+                    # an object b is blind to
+                    near = _pair_cost(X[miss, ia], P[miss, ia], b.pos, b.cov).min(axis=1)
+                    miss[np.flatnonzero(miss)[near <= self._gate]] = False
                 for o in np.flatnonzero(miss).tolist():
                     tid = int(a.ids[rows[o]])
                     candidates.append((

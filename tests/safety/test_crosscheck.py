@@ -249,6 +249,20 @@ def test_object_outside_second_fov_is_not_a_miss() -> None:
     assert {o.covered_by for o in res.objects} == {("radar",)}
 
 
+def test_duplicate_track_is_not_a_miss_of_the_other_channel() -> None:
+    # the radar carries two tracks of one car 0.6 m apart; the camera sees the car once: the
+    # unmatched radar track is a duplicate inside the camera track's gate, not a camera miss
+    cc = CrossChecker(CFG, channels("cam", "radar"))
+    res = cc.check(0.0, {"cam": make_tracks("cam", [[30.0, 3.5]]),
+                         "radar": make_tracks("radar", [[30.1, 3.5], [30.3, 4.1]])})
+    assert len(res.objects) == 2  # both radar tracks are still output
+    assert [d for d in res.disagreements if d.kind == "miss"] == []
+    # a second object well outside the gate is still a miss
+    res = cc.check(0.1, {"cam": make_tracks("cam", [[30.0, 3.5]], t=0.1),
+                         "radar": make_tracks("radar", [[30.1, 3.5], [30.0, -3.5]], t=0.1)})
+    assert [(d.kind, d.track_ids) for d in res.disagreements] == [("miss", (2, -1))]
+
+
 def test_excluded_and_missing_channels_take_no_part() -> None:
     cc = CrossChecker(CFG, channels("a", "b", "c"))
     truth = np.array(SCENE)
