@@ -609,26 +609,39 @@ class Supervisor:
     def acknowledge_takeover(self, t: float) -> bool:
         """The human took over: TAKEOVER_REQUESTED → MANUAL. False if nothing was pending."""
         req = self._sm.takeover
-        tr = self._sm.acknowledge(float(t))
-        if tr is None or req is None:
+        at = self._op_time(t)
+        if at is None or req is None:
             return False
-        self._emit("takeover_acknowledged", float(t), {
+        tr = self._sm.acknowledge(at)
+        if tr is None:
+            return False
+        self._emit("takeover_acknowledged", at, {
             "issued_at": req.issued_at, "deadline": req.deadline,
-            "response_time": float(t) - req.issued_at})
-        self._emit("state_change", float(t), tr.to_dict())
+            "response_time": at - req.issued_at})
+        self._emit("state_change", at, tr.to_dict())
         self._flush()
         self._stage = None
         return True
 
     def engage(self, t: float) -> bool:
         """Resume automation from MANUAL when no fault is active and not locked out."""
+        at = self._op_time(t)
         assessed = assess(self._latch.active.values(), self._roles)
-        tr = self._sm.engage(float(t), assessed)
-        if tr is None:
+        tr = None if at is None else self._sm.engage(at, assessed)
+        if tr is None or at is None:
             return False
-        self._emit("state_change", float(t), tr.to_dict())
+        self._emit("state_change", at, tr.to_dict())
         self._flush()
         return True
+
+    @staticmethod
+    def _op_time(t: Any) -> float | None:
+        """An operator action's time as a finite float (None if it is not one)."""
+        try:
+            v = float(t)
+        except (TypeError, ValueError, OverflowError):
+            return None
+        return v if math.isfinite(v) else None
 
     def engage_refusal(self) -> str | None:
         """Why :meth:`engage` would be refused now (None: it would succeed)."""
@@ -636,13 +649,16 @@ class Supervisor:
 
     def reset(self, t: float) -> HealthState:
         """Explicit reset: unlatch MINIMAL_RISK and lockout; NOMINAL if no fault, else MANUAL."""
+        at = self._op_time(t)
+        if at is None:
+            at = self._t if self._t is not None else 0.0
         assessed: list[AssessedFault] = assess(self._latch.active.values(), self._roles)
-        tr = self._sm.reset(float(t), assessed)
+        tr = self._sm.reset(at, assessed)
         self._mrm, self._stage = None, None
-        self._emit("reset", float(t), {"from": str(tr.source), "to": str(tr.target),
-                                       "reason": tr.reason})
+        self._emit("reset", at, {"from": str(tr.source), "to": str(tr.target),
+                                 "reason": tr.reason})
         if tr.source is not tr.target:
-            self._emit("state_change", float(t), tr.to_dict())
+            self._emit("state_change", at, tr.to_dict())
         self._flush()
         return self._sm.state
 
