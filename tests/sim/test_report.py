@@ -114,7 +114,7 @@ def test_junit_has_one_testcase_per_criterion_and_escapes_everything(
     path = write_junit(records, tmp_path / "junit.xml")
     root = ET.parse(path).getroot()  # well-formed despite control characters in the input
     suites = root.findall("testsuite")
-    assert [s.get("name") for s in suites][0] == "radar dropout"
+    assert suites[0].get("name") == "radar dropout"
     ok, bad, crashed = records
     assert ok.result is not None and bad.result is not None
     for suite, rec in zip(suites, records, strict=True):
@@ -149,6 +149,7 @@ def test_junit_marks_optional_failures_without_failing(records: list[RunRecord])
             c.optional = True
     rec.result.passed = True
     root = junit_tree([rec]).getroot()
+    assert root is not None
     assert root.findall(".//failure") == []
     outs = [e.text or "" for e in root.iter("system-out")]
     assert any("optional criterion failed" in t for t in outs)
@@ -179,7 +180,7 @@ def test_read_results_rejects_other_json_in_one_line(tmp_path: Path) -> None:
 
     p = tmp_path / "x.json"
     p.write_text('{"hello": 1}')
-    with pytest.raises(ReportInputError, match="x.json"):
+    with pytest.raises(ReportInputError, match=r"x\.json"):
         read_results(p)
     p.write_text("not json")
     with pytest.raises(ReportInputError, match="not JSON"):
