@@ -284,7 +284,8 @@ class HealthStateMachine:
         if Consequence.DEGRADE in by and state is HealthState.NOMINAL:
             found = by[Consequence.DEGRADE]
             cover = sorted({c for a in serious for c in a.covered_by})
-            tail = (f"{' and '.join(cover)} still covers it; continuing with reduced redundancy."
+            verb = "covers" if len(cover) == 1 else "cover"
+            tail = (f"{' and '.join(cover)} still {verb} it; continuing with reduced redundancy."
                     if cover else "continuing with reduced redundancy.")
             return self._go(t, HealthState.DEGRADED, _sentence(found, tail), found)
         if (
