@@ -316,11 +316,23 @@ def z_to_xyxy(z: FloatArray) -> FloatArray:
 
 
 def _as_float(name: str, a: object) -> FloatArray:
+    """``a`` as a float64 array; complex, object or string input is rejected, not coerced."""
     try:
-        arr = np.asarray(a, dtype=np.float64)
+        raw = np.asarray(a)
     except (TypeError, ValueError) as exc:
         raise InvalidDetectionsError(name, f"not numeric ({type(a).__name__})") from exc
-    return arr
+    if raw.dtype.kind not in "biuf":
+        if raw.dtype.kind == "O" and raw.size:
+            try:
+                raw = np.asarray(raw.tolist(), dtype=np.float64)
+            except (TypeError, ValueError) as exc:
+                raise InvalidDetectionsError(name, f"not numeric ({raw.dtype})") from exc
+        elif raw.size or raw.dtype.kind not in "OUS":
+            raise InvalidDetectionsError(name, f"not real numbers (dtype {raw.dtype})")
+    try:
+        return raw.astype(np.float64, copy=False)
+    except (TypeError, ValueError) as exc:
+        raise InvalidDetectionsError(name, f"not numeric ({type(a).__name__})") from exc
 
 
 def _scores(scores: ArrayLike | None, n: int) -> FloatArray:
