@@ -158,7 +158,7 @@ def _summary_table(records: Sequence[Any]) -> Table:
     for col, just in (("scenario", "left"), ("verdict", "left"), ("silent failure", "right"),
                       ("detection", "right"), ("false alarms", "right"),
                       ("takeover lead", "right"), ("wall", "right")):
-        tab.add_column(col, justify=just)  # type: ignore[arg-type]
+        tab.add_column(col, justify=just, overflow="fold")  # type: ignore[arg-type]
     for row in summary_rows(records):
         tab.add_row(escape(row.name), f"[{_verdict_style(row.verdict)}]{row.verdict}[/]",
                     row.silent_failure, row.detection, row.false_alarms, row.takeover_lead,
@@ -167,22 +167,28 @@ def _summary_table(records: Sequence[Any]) -> Table:
 
 
 def _failure_table(records: Sequence[Any]) -> Table | None:
+    from sim.report import with_units
+
     rows = [(rec, c) for rec in records for c in rec.failures]
     errs = [rec for rec in records if rec.result is None]
     if not rows and not errs:
         return None
     tab = Table(title="Failed expectations", title_justify="left", title_style="bold red")
-    for col in ("scenario", "criterion", "expected", "actual", "detail", "replay"):
-        tab.add_column(col)
+    for col in ("scenario", "criterion", "expected", "actual", "detail"):
+        tab.add_column(col, overflow="fold")
     for rec, c in rows:
         tab.add_row(escape(rec.name), escape(c.name), escape(c.expected),
-                    escape(f"{c.actual} {c.units}".strip()), escape(c.message),
-                    escape(rec.replay_command))
+                    escape(with_units(c.actual, c.units)), escape(c.message))
     for rec in errs:
         first = (rec.error or "error").splitlines()[0]
-        tab.add_row(escape(rec.name), "[magenta]run crashed[/]", "", "", escape(first),
-                    escape(rec.replay_command))
+        tab.add_row(escape(rec.name), "[magenta]run crashed[/]", "", "", escape(first))
     return tab
+
+
+def _replay_lines(records: Sequence[Any]) -> list[str]:
+    """How to reproduce each failing scenario."""
+    return [f"replay {escape(rec.name)}: {escape(rec.replay_command)}"
+            for rec in records if not rec.passed]
 
 
 def cmd_run(a: argparse.Namespace) -> int:
@@ -210,6 +216,8 @@ def cmd_run(a: argparse.Namespace) -> int:
     ft = _failure_table(records)
     if ft is not None:
         con.print(ft)
+        for line in _replay_lines(records):
+            con.print(line)
     n_fail = sum(not r.passed for r in records)
     con.print(f"report: {escape(str(files_written.html))}  junit: "
               f"{escape(str(files_written.junit))}  json: {escape(str(files_written.json))}")
@@ -320,7 +328,7 @@ def cmd_sweep(a: argparse.Namespace) -> int:
 
 # --------------------------------------------------------------------------- replay
 def cmd_replay(a: argparse.Namespace) -> int:
-    from sim.report import RunRecord, write_report
+    from sim.report import RunRecord, with_units, write_report
     from sim.runner import replay_command, run_scenario
     from sim.scenario import load_scenario
 
@@ -345,7 +353,7 @@ def cmd_replay(a: argparse.Namespace) -> int:
     for c in r.criteria:
         v = str(c.verdict)
         tab.add_row(escape(c.name) + (" (optional)" if c.optional else ""), escape(c.expected),
-                    escape(f"{c.actual} {c.units}".strip()), f"[{_verdict_style(v)}]{v}[/]",
+                    escape(with_units(c.actual, c.units)), f"[{_verdict_style(v)}]{v}[/]",
                     escape(c.message))
     con.print(tab)
     m = r.metrics

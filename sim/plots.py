@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -92,8 +93,11 @@ def timeline_figure(result: ScenarioResult, settings: PlotSettings | None = None
     edges = _edges(t)
     t_end = float(edges[-1]) if t.size else 1.0
     faults = result.fault_windows
-    fault_rows = sorted({f.index for f in faults})[:_MAX_FAULT_LANES]
-    more_faults = len({f.index for f in faults}) > len(fault_rows)
+    # one lane per (kind, channel): repeated or intermittent faults share a lane
+    lane_of = {f.index: (f"{f.kind} on {f.channel}" if f.channel else f.kind) for f in faults}
+    all_rows = list(dict.fromkeys(lane_of[f.index] for f in sorted(faults, key=lambda f: f.onset)))
+    fault_rows = all_rows[:_MAX_FAULT_LANES]
+    more_faults = len(all_rows) > len(fault_rows)
 
     fig = Figure(figsize=(11.0, 6.6), dpi=st.dpi, layout="constrained")
     FigureCanvasAgg(fig)
@@ -102,7 +106,8 @@ def timeline_figure(result: ScenarioResult, settings: PlotSettings | None = None
     ax_err = fig.add_subplot(gs[1], sharex=ax)
 
     # lanes, top to bottom
-    lanes = ["health state", *[f"fault {i}" for i in fault_rows], "findings", "takeover / MRM"]
+    lanes = ["health state", *[f"fault: {n}" for n in fault_rows], "findings",
+             "takeover / MRM"]
     y = {name: len(lanes) - 1 - k for k, name in enumerate(lanes)}
     h = 0.7
 
@@ -114,11 +119,11 @@ def timeline_figure(result: ScenarioResult, settings: PlotSettings | None = None
                 facecolor=STATE_COLOURS[STATE_NAMES[code]], edgecolor="none",
             )
         )
-    names: dict[int, str] = {}
     for f in faults:
-        if f.index not in fault_rows:
+        row = lane_of[f.index]
+        if row not in fault_rows:
             continue
-        lane = y[f"fault {f.index}"]
+        lane = y[f"fault: {row}"]
         end = t_end if f.end is None else min(float(f.end), t_end)
         ax.add_patch(
             Rectangle(
@@ -126,11 +131,7 @@ def timeline_figure(result: ScenarioResult, settings: PlotSettings | None = None
                 facecolor=_FAULT_COLOUR, alpha=0.35, edgecolor=_FAULT_COLOUR, hatch="//",
             )
         )
-        names[f.index] = f"{f.kind} on {f.channel}" if f.channel else f.kind
-    for i, label in names.items():
-        onset = min(f.onset for f in faults if f.index == i)
-        ax.text(onset, y[f"fault {i}"], f"  {_printable(label)}", va="center", ha="left",
-                fontsize=8)
+    ax.set_yticks([y[n] for n in lanes], [_printable(n) for n in lanes])
 
     raised = [r for r in result.findings if r.event == "raised"]
     cleared = [r for r in result.findings if r.event == "cleared"]
@@ -143,13 +144,15 @@ def timeline_figure(result: ScenarioResult, settings: PlotSettings | None = None
     if cleared:
         ax.scatter([r.t for r in cleared], np.full(len(cleared), yf - 0.22), marker="o", s=18,
                    facecolors="none", edgecolors="#555555", linewidths=0.8, zorder=3)
-    labelled: list[str] = []
-    for r in raised:  # name the first finding of each kind (a few, to stay readable)
+    labelled: dict[str, float] = {}
+    near = 0.12 * max(t_end - (float(edges[0]) if t.size else 0.0), 1e-9)
+    for r in raised:  # name the first finding of each kind (a few, stacked so they don't overlap)
         if r.kind in labelled or len(labelled) >= 6:
             continue
-        labelled.append(r.kind)
-        ax.annotate(_printable(r.kind), (r.t, yf), xytext=(0, 7), textcoords="offset points",
-                    fontsize=7, rotation=28, rotation_mode="anchor", color="#333333")
+        level = sum(abs(r.t - x) < near for x in labelled.values())
+        labelled[r.kind] = r.t
+        ax.annotate(_printable(r.kind), (r.t, yf), xytext=(-3, 7 + 9 * level),
+                    textcoords="offset points", fontsize=7, color="#333333")
 
     yt = y["takeover / MRM"]
     vlines: list[tuple[float, str, str]] = []
@@ -177,7 +180,6 @@ def timeline_figure(result: ScenarioResult, settings: PlotSettings | None = None
         for a_ in (ax, ax_err):
             a_.axvline(x, color=colour, linestyle=style, linewidth=1.0, alpha=0.8)
 
-    ax.set_yticks([y[n] for n in lanes], lanes)
     if more_faults:
         ax.text(1.0, 1.01, "(more faults not shown)", transform=ax.transAxes, ha="right",
                 fontsize=7)
@@ -282,15 +284,31 @@ def ground_figure(result: ScenarioResult, settings: PlotSettings | None = None) 
         first = int(np.flatnonzero(ok)[0])
         ax.scatter([p[first, 0]], [p[first, 1]], marker="o", s=30, color=colour, zorder=4)
     ax.scatter([0.0], [0.0], marker=">", s=90, color="#444444", zorder=5, label="ego")
+    _zoom_to_data(ax, s.truth_pos.reshape(-1, 2), obj.pos)
     ax.set_xlabel("x forward (m, ego frame)")
     ax.set_ylabel("y left (m, ego frame)")
-    ax.set_title(f"{_printable(result.name)}: tracks and output against truth "
-                 "(dot = actor start)",
+    ax.set_title(f"{_printable(result.name)}: tracks and output against truth in the ground "
+                 "plane (dot = actor start)",
                  fontsize=11, loc="left")
     ax.grid(alpha=0.3)
     ax.legend(loc="upper left", bbox_to_anchor=(1.005, 1.0), fontsize=8, frameon=False,
               borderaxespad=0.0, markerscale=1.5)
     return fig
+
+
+def _zoom_to_data(ax: Any, *points: FloatArray, min_span: tuple[float, float] = (12.0, 6.0),
+                  ) -> None:
+    """Limit the axes to where truth and output are (padded, with a minimum span), so objects
+    that keep pace with the ego do not shrink to a dot inside the critical zone."""
+    pts = np.concatenate([p.reshape(-1, 2) for p in points]) if points else np.zeros((0, 2))
+    pts = pts[np.isfinite(pts).all(axis=1)]
+    if pts.shape[0] == 0:
+        return
+    lo, hi = pts.min(axis=0), pts.max(axis=0)
+    centre, span = (lo + hi) / 2.0, (hi - lo) * 1.15
+    span = np.maximum(span, np.asarray(min_span))
+    ax.set_xlim(centre[0] - span[0] / 2, centre[0] + span[0] / 2)
+    ax.set_ylim(centre[1] - span[1] / 2, centre[1] + span[1] / 2)
 
 
 def save_plots(

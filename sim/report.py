@@ -34,6 +34,7 @@ __all__ = [
     "render_markdown",
     "summarize",
     "summary_rows",
+    "with_units",
     "write_junit",
     "write_report",
     "write_results_json",
@@ -113,6 +114,12 @@ def _s(x: float | None, digits: int = 2) -> str:
     if x is None or (isinstance(x, float) and math.isnan(x)):
         return _DASH
     return f"{x:.{digits}f} s"
+
+
+def with_units(value: str, units: str) -> str:
+    """``"0.4 s"`` for a number, but ``"none"`` or ``"reached at none"`` stay without units."""
+    value = str(value)
+    return f"{value} {units}" if units and value[-1:].isdigit() else value
 
 
 def slug(text: str) -> str:
@@ -279,8 +286,8 @@ def _criterion_text(rec: RunRecord, c: CriterionResult) -> str:
     lines = [
         f"scenario: {rec.name}",
         f"criterion: {c.name} ({c.kind})",
-        f"expected: {c.expected} {c.units}".rstrip(),
-        f"actual: {c.actual} {c.units}".rstrip(),
+        f"expected: {with_units(c.expected, c.units)}",
+        f"actual: {with_units(c.actual, c.units)}",
         f"verdict: {c.verdict}" + (" (optional)" if c.optional else ""),
     ]
     if c.message:
@@ -328,8 +335,8 @@ def junit_tree(records: Sequence[RunRecord]) -> ET.ElementTree:
             text = _criterion_text(rec, c)
             if c.failed and not c.optional:
                 _sub(case, "failure", text,
-                     message=f"{c.name}: expected {c.expected}, actual {c.actual} {c.units}"
-                     .rstrip(),
+                     message=f"{c.name}: expected {c.expected}, actual "
+                     f"{with_units(c.actual, c.units)}",
                      type=str(c.verdict))
             elif c.failed or c.verdict == Verdict.ACCEPTABLE:
                 note = ("optional criterion failed (does not fail the run)" if c.failed
@@ -475,7 +482,7 @@ def render_html(
         out.append("<h2>Failed expectations</h2>")
         out.append(_table(
             ["scenario", "criterion", "expected", "actual", "detail", "replay"],
-            [[_e(rec.name), _e(c.name), _e(c.expected), _e(f"{c.actual} {c.units}"),
+            [[_e(rec.name), _e(c.name), _e(c.expected), _e(with_units(c.actual, c.units)),
               _e(c.message), f"<code>{_e(rec.replay_command)}</code>"] for rec, c in failing],
         ))
     legend = "".join(
@@ -559,7 +566,7 @@ def render_markdown(
     if failing:
         out += ["## Failed expectations", "", _md_table(
             ["scenario", "criterion", "expected", "actual", "detail", "replay"],
-            [[rec.name, c.name, c.expected, f"{c.actual} {c.units}", c.message,
+            [[rec.name, c.name, c.expected, with_units(c.actual, c.units), c.message,
               f"`{rec.replay_command}`"] for rec, c in failing]), ""]
     for rec, pl in zip(records, plots, strict=True):
         out += [f"## {_md(rec.name)} — {rec.verdict}", "",
@@ -607,6 +614,19 @@ def _settings(rec: RunRecord) -> PlotSettings:
     return PlotSettings(position_m=tol.position_m, zone_x=(z.x[0], z.x[1]), zone_y=(z.y[0], z.y[1]))
 
 
+_PLOT_NAME = re.compile(r"^\d{2,}-[a-z0-9-]+-(timeline|ground)\.png$")
+
+
+def _remove_stale_plots(plot_dir: Path, keep: Sequence[Path]) -> None:
+    """Delete plots an earlier report left in ``plot_dir`` (only files named like ours)."""
+    if not plot_dir.is_dir():
+        return
+    kept = {p.name for p in keep}
+    for p in plot_dir.glob("*.png"):
+        if p.name not in kept and _PLOT_NAME.match(p.name):
+            p.unlink()
+
+
 def write_report(
     records: Sequence[RunRecord],
     out_dir: str | Path,
@@ -628,6 +648,7 @@ def write_report(
         files = save_plots(rec.result, plot_dir, stem, _settings(rec))
         plots.append(files)
         written += [plot_dir / f for f in files.values()]
+    _remove_stale_plots(plot_dir, keep=written)
     html_path = out / "index.html"
     html_path.write_text(render_html(records, plots, command=command), encoding="utf-8")
     md_path = out / "report.md"

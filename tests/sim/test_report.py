@@ -215,3 +215,23 @@ def test_xml_safe_keeps_text_and_escapes_forbidden_characters() -> None:
     el.text = xml_safe(NASTY)
     back = ET.fromstring(ET.tostring(el))
     assert back.text == back.get("v") == xml_safe(NASTY)
+
+
+def test_rewriting_a_folder_removes_stale_plots_only(records: list[RunRecord],
+                                                     tmp_path: Path) -> None:
+    out = tmp_path / "rep"
+    write_report(records, out)
+    mine = out / "plots" / "keep-me.png"
+    mine.write_bytes(b"x")
+    files = write_report(records[1:2], out)  # one scenario now: numbering changes
+    names = sorted(p.name for p in (out / "plots").glob("*.png"))
+    assert names == sorted([p.name for p in files.plots] + ["keep-me.png"])
+
+
+def test_units_only_follow_numbers() -> None:
+    from sim.report import with_units
+
+    assert with_units("0.4", "s") == "0.4 s"
+    assert with_units("reached at 4", "s") == "reached at 4 s"
+    assert with_units("none", "s") == "none"
+    assert with_units("7", "") == "7"
