@@ -30,6 +30,11 @@ _TENTATIVE, _CONFIRMED, _COASTING = (
 )
 
 
+#: Variance (m/s)² of a range rate used to seed a new track's radial velocity: generous next to
+#: automotive radar Doppler noise (≈ 0.1–0.3 m/s), tight next to the 30 m/s uninformed prior.
+RANGE_RATE_VAR = 1.0
+
+
 class Tracker:
     """Tracks objects of one sensor channel; ``step(t, detections)`` → :class:`Tracks`.
 
@@ -223,6 +228,11 @@ class Tracker:
         if detections is not None and unmatched_dets.size:
             m = unmatched_dets.size
             bx, bP = self.model.initiate(detections.z[unmatched_dets], detections.R[unmatched_dets])
+            if detections.range_rate is not None:
+                bx, bP = self._doppler_init(
+                    np.asarray(bx, np.float64), np.asarray(bP, np.float64),
+                    detections.z[unmatched_dets], detections.range_rate[unmatched_dets],
+                )
             born_status = _CONFIRMED if self.n_init <= 1 else _TENTATIVE
             self._append(
                 ids=np.arange(self._next_id, self._next_id + m, dtype=np.int64),
@@ -241,6 +251,31 @@ class Tracker:
         return self._output(
             tf, self._x, self._P, self._status, self._age, updated, nis, innov, innov_cov, det_index
         )
+
+    def _doppler_init(
+        self, x: FloatArray, P: FloatArray, z: FloatArray, rr: FloatArray
+    ) -> tuple[FloatArray, FloatArray]:
+        """Seed new point tracks' velocity with the measured range rate (radar Doppler).
+
+        Along the line of sight the velocity is the range rate (variance
+        ``RANGE_RATE_VAR``); across it the model's uninformed prior stays. Without this a radar
+        track is born knowing nothing of its speed, its next gate spans metres, and clutter
+        near the sensor confirms phantom tracks that fly off at impossible speeds.
+        """
+        if self.model.space != "point" or x.shape[1] < 4:
+            return x, P
+        r = np.hypot(z[:, 0], z[:, 1])
+        ok = np.isfinite(rr) & (r > 1e-6)
+        if not ok.any():
+            return x, P
+        u = z[ok, :2] / r[ok, None]  # unit line of sight
+        uu = u[:, :, None] * u[:, None, :]
+        prior = P[ok, 2, 2][:, None, None]  # the model's velocity variance (isotropic)
+        x = x.copy()
+        P = P.copy()
+        x[ok, 2:4] = rr[ok, None] * u
+        P[ok, 2:4, 2:4] = RANGE_RATE_VAR * uu + prior * (np.eye(2) - uu)
+        return x, P
 
     # ------------------------------------------------------------------ SoA plumbing
     def _compact(self, keep: BoolArray) -> None:
