@@ -93,6 +93,8 @@ def _background(cfg: RenderConfig, camera: Any) -> NDArray[np.uint8]:
     return img
 
 
+_SHIFT = 4  # fractional bits of drawing coordinates
+
 _BACKGROUNDS: dict[tuple[Any, ...], NDArray[np.uint8]] = {}
 
 
@@ -140,22 +142,28 @@ def render_frame(
     bands = 6
     top_c = [_actor_colour(cfg, 1.0 - cfg.shading * k / (bands - 1)) for k in range(bands)]
     outline = (20, 20, 20)
+    # silhouettes are drawn with sub-pixel edges (anti-aliased, 1/16 px), as a lens images them:
+    # edge pixels take partial values, so sensor noise and sub-pixel motion move detected box
+    # edges the way they do on a real camera (integer-snapped edges would give bit-identical
+    # boxes for slowly moving objects)
+    sub = 1 << _SHIFT
     for i in order:
         if not front[i]:
             continue
-        x1, y1, x2, y2 = boxes[i]
-        xi1, yi1 = round(x1), round(y1)
-        xi2, yi2 = round(x2), round(y2)
-        if xi2 <= xi1 or yi2 <= yi1:
+        x1, y1, x2, y2 = np.clip(boxes[i], -1e5, 1e5)
+        if x2 - x1 < 1.0 or y2 - y1 < 1.0:
             continue
-        edges = np.linspace(yi1, yi2, bands + 1).round().astype(int)
+        xs1, xs2 = round(x1 * sub), round(x2 * sub) - sub
+        edges = np.round(np.linspace(y1, y2, bands + 1) * sub).astype(int)
         for k in range(bands):
             if edges[k + 1] > edges[k]:
                 cv2.rectangle(
-                    img, (xi1, int(edges[k])), (xi2 - 1, int(edges[k + 1]) - 1), top_c[k], -1
+                    img, (xs1, int(edges[k])), (xs2, int(edges[k + 1]) - sub), top_c[k], -1,
+                    lineType=cv2.LINE_AA, shift=_SHIFT,
                 )
         if cfg.outline_px:
-            cv2.rectangle(img, (xi1, yi1), (xi2 - 1, yi2 - 1), outline, cfg.outline_px)
+            cv2.rectangle(img, (xs1, int(edges[0])), (xs2, int(edges[-1]) - sub), outline,
+                          cfg.outline_px, lineType=cv2.LINE_AA, shift=_SHIFT)
     out = img.astype(np.float32)
     if cfg.light_gain != 1.0:
         out *= cfg.light_gain
