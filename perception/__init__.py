@@ -9,12 +9,12 @@ from perception.tracker import Tracker
 from perception.tracks import Tracks, TrackStatus
 
 __all__ = [
-    "DetectorError",
     "Detections",
+    "DetectorError",
     "InvalidDetectionsError",
     "PerceptionError",
+    "TrackStatus",
     "Tracker",
     "TrackerError",
-    "TrackStatus",
     "Tracks",
 ]

@@ -52,7 +52,9 @@ def _out() -> Console:
 
 
 def _err() -> Console:
-    return Console(file=sys.stderr, width=None if sys.stderr.isatty() else 120, highlight=False)
+    """Console on stderr; errors are never wrapped, so a message stays one greppable line."""
+    return Console(file=sys.stderr, width=None if sys.stderr.isatty() else 120,
+                   highlight=False, soft_wrap=True)
 
 
 @contextmanager
