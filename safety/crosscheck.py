@@ -356,19 +356,30 @@ class CrossChecker:
         tracks: Mapping[str, Tracks | None],
         excluded: AbstractSet[str] = frozenset(),
     ) -> CrosscheckResult:
-        """Cross-check the confirmed tracks of all healthy channels at time ``t``."""
+        """Cross-check the confirmed tracks of all channels at time ``t``.
+
+        ``excluded`` channels (known faulty) are never fused or output, but they are still
+        associated and voted on, so the evidence against them (their misses, their lost votes,
+        their residuals) keeps coming while they are out; without it their fault would clear
+        after its quiet interval and they would be let back in, fault and all (flapping).
+        Disagreements and misses *raised by* an excluded channel are not reported: its own fault
+        explains them.
+        """
         active: list[_Chan] = []
         for name in sorted(self.channels):
             cfg = self.channels[name]
             tr = tracks.get(name)
-            if cfg.role == "shadow" or name in excluded or tr is None:
+            if cfg.role == "shadow" or tr is None:
                 continue
             active.append(_confirmed(name, cfg, tr))
-        result = CrosscheckResult(t=float(t), active=tuple(c.name for c in active))
+        trusted = {c.name for c in active if c.name not in excluded}
+        result = CrosscheckResult(t=float(t), active=tuple(c.name for c in active
+                                                           if c.name in trusted))
         groups: dict[str, list[_Chan]] = {}
         for ch in active:
             groups.setdefault(ch.cfg.frame, []).append(ch)
-        outs = [self._group(g, frame, result) for frame, g in sorted(groups.items())]
+        outs = [self._output_rows(self._group(g, frame, result, trusted))
+                for frame, g in sorted(groups.items())]
         new_prev: dict[str, tuple[IntArray, IntArray]] = {}
         for g in outs:
             obj_ids = self._object_ids(g, new_prev)
@@ -382,8 +393,12 @@ class CrossChecker:
         return result
 
     # ------------------------------------------------------------------ one frame group
-    def _group(self, chans: list[_Chan], frame: str, result: CrosscheckResult) -> _GroupOut:
+    def _group(
+        self, chans: list[_Chan], frame: str, result: CrosscheckResult,
+        trusted: AbstractSet[str] | None = None,
+    ) -> _GroupOut:
         n_ch = len(chans)
+        trust = np.array([trusted is None or c.name in trusted for c in chans], dtype=bool)
         margin = self.cfg.fov_margin
         offsets = np.concatenate([[0], np.cumsum([len(c) for c in chans])]).astype(np.int64)
         n_nodes = int(offsets[-1])
@@ -410,6 +425,8 @@ class CrossChecker:
                 ev.append(offsets[j] + rb)
                 ew.append(d2)
                 bad = np.flatnonzero(d2 > self._agree)
+                if not (trust[i] and trust[j]):
+                    bad = bad[:0]  # a known-faulty channel's disagreements are explained
                 for k, ia, ib, s in zip(
                     bad.tolist(), a.ids[ra[bad]].tolist(), b.ids[rb[bad]].tolist(),
                     d2[bad].tolist(), strict=True,
@@ -457,7 +474,10 @@ class CrossChecker:
         in_major = present & (support >= (k // 2)[:, None])
         voted = (k >= 3) & (2 * in_major.sum(axis=1) > k)
         est_loser = voted[:, None] & present & ~in_major
-        included = np.where(voted[:, None], in_major, present)
+        included = np.where(voted[:, None], in_major, present) & trust[None, :]
+        # if the vote went with excluded channels against the trusted ones, fuse the trusted
+        fallback = ~included.any(axis=1)
+        included[fallback] = present[fallback] & trust[None, :]
         pair_bad = included[:, :, None] & included[:, None, :] & ~agree
         np.einsum("nii->ni", pair_bad)[...] = False
         all_agree: BoolArray = np.asarray(~pair_bad.any(axis=(1, 2)))
@@ -473,8 +493,8 @@ class CrossChecker:
         covers |= present
         for ia, a in enumerate(chans):
             for ib, b in enumerate(chans):
-                if ia == ib:
-                    continue
+                if ia == ib or not trust[ia]:
+                    continue  # an excluded channel's unmatched tracks blame nobody
                 rows = member[:, ia]
                 miss = present[:, ia] & ~present[:, ib]
                 if n_obj:
@@ -513,11 +533,23 @@ class CrossChecker:
             wv = included.astype(np.float64)
             vel = np.einsum("nk,nki->ni", wv, V) / np.maximum(wv.sum(axis=1), 1.0)[:, None]
         for c, ch in enumerate(chans):
-            sel = best == c
+            sel = (best == c) & included[:, c]
             labels[sel] = ch.labels[member[sel, c]]
         return _GroupOut(
-            chans, member, included, est_loser, covers, pos, cov, corroborated, labels, vel,
-            lost.sum(axis=0).astype(np.int64), candidates, frame,
+            chans, member, included, est_loser, covers & trust[None, :], pos, cov, corroborated,
+            labels, vel, lost.sum(axis=0).astype(np.int64), candidates, frame,
+        )
+
+    @staticmethod
+    def _output_rows(g: _GroupOut) -> _GroupOut:
+        """Only objects with a trusted (included) member are output; votes and candidates stay."""
+        keep = g.included.any(axis=1)
+        if keep.all():
+            return g
+        return _GroupOut(
+            g.chans, g.member[keep], g.included[keep], g.est_loser[keep], g.covers[keep],
+            g.pos[keep], g.cov[keep], g.corroborated[keep], g.label[keep],
+            None if g.vel is None else g.vel[keep], g.losers, g.candidates, g.frame,
         )
 
     @staticmethod

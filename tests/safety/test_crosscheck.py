@@ -263,14 +263,32 @@ def test_duplicate_track_is_not_a_miss_of_the_other_channel() -> None:
     assert [(d.kind, d.track_ids) for d in res.disagreements] == [("miss", (2, -1))]
 
 
-def test_excluded_and_missing_channels_take_no_part() -> None:
+def test_excluded_channels_are_never_output_but_still_checked() -> None:
     cc = CrossChecker(CFG, channels("a", "b", "c"))
     truth = np.array(SCENE)
     tr = {"a": make_tracks("a", truth), "b": make_tracks("b", truth + 5.0), "c": None}
     res = cc.check(0.0, tr, excluded={"b"})
     assert res.active == ("a",)
     assert all(o.channels == ("a",) for o in res.objects) and len(res.objects) == 4
-    assert res.disagreements == [] and res.vote_losers == {}
+    assert all(o.covered_by == ("a",) for o in res.objects)
+    # the evidence against b keeps coming (it misses a's objects); b's own tracks blame nobody
+    assert {(d.kind, d.channels) for d in res.disagreements} == {("miss", ("a", "b"))}
+    assert res.vote_losers == {}
+
+
+def test_an_excluded_channel_outvoted_stays_outvoted() -> None:
+    # three channels, c knocked 1.5 m sideways and already excluded: it is still outvoted each
+    # step (so its fault stays latched), never output, and a and b are fused and corroborated
+    cc = CrossChecker(CFG, channels("a", "b", "c"))
+    truth = np.array(SCENE)
+    tr = {"a": make_tracks("a", truth), "b": make_tracks("b", truth + 0.1),
+          "c": make_tracks("c", truth + np.array([0.0, 1.5]))}
+    res = cc.check(0.0, tr, excluded={"c"})
+    assert res.vote_losers["c"] == 4 and res.vote_losers["a"] == res.vote_losers["b"] == 0
+    assert len(res.objects) == 4
+    assert all(o.channels == ("a", "b") and o.corroborated for o in res.objects)
+    assert all(o.outvoted == {"c": i + 1} for i, o in enumerate(res.objects))
+    assert [d for d in res.disagreements if "c" in d.channels and d.kind != "miss"] == []
 
 
 def test_unconfirmed_and_nan_tracks_are_ignored() -> None:
