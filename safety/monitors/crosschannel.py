@@ -5,7 +5,8 @@ A disagreement is persistent when the same channel pair disagrees near the same 
 own motion and id changes do not break the chain). With two voting channels nobody can tell
 which one is wrong: the finding is SYSTEM. With three or more, the crosscheck's majority vote
 names the loser; a channel outvoted in ``outvoted_steps`` of the last ``outvoted_window`` steps
-cannot be vouched for (CHANNEL), and disagreements involving it are attributed to it. A
+cannot be vouched for (CHANNEL), and disagreements involving it are attributed to it (those the
+vote already resolved, ``Disagreement.outvoted``, are never an unresolved SYSTEM conflict). A
 persistent miss (one channel tracks an object inside the other's field of view, the other has
 nothing there) is CHANNEL on the blind channel: the object is output anyway, uncorroborated, so
 the safe reading is that the blind channel cannot be vouched for. The crosscheck's own
@@ -130,6 +131,8 @@ class CrossChannelMonitor:
         c = self.cfg
         by_pair: dict[Pair, list[Disagreement]] = {}
         for d in items:
+            if getattr(d, "outvoted", None):
+                continue  # the vote named the faulty channel: it counts towards its outvote
             pair = (str(d.channels[0]), str(d.channels[1]))
             by_pair.setdefault(pair, []).append(d)
         chains: dict[Pair, tuple[NDArray[np.float64], NDArray[np.int64]]] = {}
