@@ -24,6 +24,15 @@ IntArray = NDArray[np.int64]
 BoolArray = NDArray[np.bool_]
 
 _MAX_WINDOW = 62  # hit history is a bit mask in an int64
+
+#: Default deletion bound on the trace of a track's position covariance, by measurement space.
+#: Ground plane (m²): 200, i.e. a position standard deviation of 10 m per axis, beyond which a
+#: track cannot tell a lane or a kerb from the next; it also lets a fresh track (velocity
+#: variance 1e3 m²/s², enough for oncoming traffic) miss one measurement at rates down to 3 Hz
+#: (2·1e3·0.3² = 180). Image boxes (px²): 5e4, a box-centre standard deviation of about 160 px
+#: (a quarter of a VGA frame); SORT's box model starts rates with variance 1e4 px²/step², so a
+#: fresh box track survives one missed frame (2·1e4 ≈ 2e4).
+DEFAULT_MAX_COV_TRACE: dict[str, float] = {"point": 200.0, "box": 5e4}
 # plain ints: comparing arrays against IntEnum members costs an enum lookup per use
 _TENTATIVE, _CONFIRMED, _COASTING = (
     int(TrackStatus.TENTATIVE), int(TrackStatus.CONFIRMED), int(TrackStatus.COASTING)
@@ -45,6 +54,12 @@ class Tracker:
     trace exceeds ``max_cov_trace``; a tentative track dies on a miss once it has had
     ``init_window`` measurement steps without confirming. ``step(t, None)`` predicts only (no
     measurement: does not count as a miss for confirmation, but time since update still grows).
+
+    One object, one track (Mahalanobis gating): confirmed tracks are associated first, then get
+    a second chance inside the looser ``recovery_gate_probability`` gate, then tentative tracks
+    take what is left; a track that stays within the gate of an older confirmed track for
+    ``coalesce_steps`` measurement steps without the two ever being updated together is a twin
+    and is deleted (0 disables). IoU gating keeps SORT's single association and has neither.
     """
 
     def __init__(
@@ -59,8 +74,10 @@ class Tracker:
         n_init: int = 3,
         init_window: int = 5,
         max_coast: float = 1.0,
-        max_cov_trace: float = 100.0,
+        max_cov_trace: float | None = None,  # None: DEFAULT_MAX_COV_TRACE of the model space
         sensor: str = "sensor",
+        recovery_gate_probability: float = 0.99999,
+        coalesce_steps: int = 3,
     ) -> None:
         self.model: MotionModel = (
             make_model(model, process_noise) if isinstance(model, str) else model
@@ -76,8 +93,16 @@ class Tracker:
                              f"got n_init={n_init}, init_window={init_window}")
         if not 0.0 < iou_threshold < 1.0:
             raise ValueError(f"iou_threshold must be in (0, 1), got {iou_threshold}")
+        if max_cov_trace is None:
+            max_cov_trace = DEFAULT_MAX_COV_TRACE[self.model.space]
         if max_coast <= 0 or max_cov_trace <= 0:
             raise ValueError("max_coast and max_cov_trace must be positive")
+        if not 0.0 < recovery_gate_probability < 1.0:
+            raise ValueError(
+                f"recovery_gate_probability must be in (0, 1), got {recovery_gate_probability}"
+            )
+        if coalesce_steps < 0:
+            raise ValueError(f"coalesce_steps must be >= 0, got {coalesce_steps}")
         self.gating = gating
         self.gate_probability = gate_probability
         self.iou_threshold = iou_threshold
@@ -90,6 +115,13 @@ class Tracker:
         dz = int(self.model.dim_z)
         self._gate = 1.0 - iou_threshold if gating == "iou" else chi2_gate(gate_probability, dz)
         self._window_mask = np.int64((1 << self.init_window) - 1)
+        self.recovery_gate_probability = float(recovery_gate_probability)
+        self.coalesce_steps = int(coalesce_steps)
+        self._guard = gating == "mahalanobis"  # duplicate guard: needs covariance distances
+        self._recovery_gate = (
+            max(self._gate, chi2_gate(recovery_gate_probability, dz)) if self._guard else 0.0
+        )
+        self._coalesce_gate = chi2_gate(gate_probability, 2) if self._guard else 0.0
         self._next_id = 0
         self.reset()
 
@@ -106,6 +138,7 @@ class Tracker:
         self._hits = np.zeros(0, np.int64)  # total updates (birth counts as one)
         self._looks = np.zeros(0, np.int64)  # measurement steps seen, birth included
         self._history = np.zeros(0, np.int64)  # bit k set: hit k measurement steps ago
+        self._dup = np.zeros(0, np.int64)  # consecutive measurement steps shadowing an older track
         self._t_update = np.zeros(0)
         self._scores = np.zeros(0)
         self._labels = np.zeros(0, np.int64)
@@ -181,9 +214,12 @@ class Tracker:
         if detections is not None:
             n_d = len(detections)
             if n and n_d:
-                a = associate(self._cost(x, P, detections), self._gate)
-                ti, di = a.matches[:, 0], a.matches[:, 1]
-                unmatched_dets = a.unmatched_dets
+                cost = self._cost(x, P, detections)
+                if self._guard:
+                    ti, di, unmatched_dets = self._cascade(cost)
+                else:
+                    a = associate(cost, self._gate)
+                    ti, di, unmatched_dets = a.matches[:, 0], a.matches[:, 1], a.unmatched_dets
                 if ti.size:
                     z, R = detections.z[di], detections.R[di]
                     res = self.backend.update(x[ti], P[ti], z, R, self._H)
@@ -216,6 +252,8 @@ class Tracker:
             self._status = np.where(tentative, _TENTATIVE, confirmed_status).astype(np.int64)
             cov_trace = np.trace(self.model.position_cov(P), axis1=1, axis2=2)
             dead |= ~(cov_trace <= self.max_cov_trace)  # NaN trace counts as too large
+            if self._guard and self.coalesce_steps and detections is not None:
+                dead |= self._coalesce(updated, dead)
             if np.any(dead):
                 self.deleted_ids = self._ids[dead]
                 keep = ~dead
@@ -277,10 +315,77 @@ class Tracker:
         P[ok, 2:4, 2:4] = RANGE_RATE_VAR * uu + prior * (np.eye(2) - uu)
         return x, P
 
+    # ------------------------------------------------------------------ duplicate guard
+    def _cascade(self, cost: FloatArray) -> tuple[IntArray, IntArray, IntArray]:
+        """Gated association in priority order; returns matched track and detection indices and
+        the detections left unmatched.
+
+        1. Confirmed (and coasting) tracks take the detections inside their gate.
+        2. Confirmed tracks still without one get a second chance at the remaining detections
+           inside the looser recovery gate. A consistent filter rejects 1 - gate_probability of
+           true measurements (more under manoeuvres); such a detection belongs to the missed
+           track's object, and a track born from it would be a twin sharing the object's
+           detections with the original.
+        3. Tentative tracks take what is left inside their gate. A tentative track's large
+           covariance makes every distance to it small; competing on equal terms it takes the
+           detections of a confirmed neighbour.
+        """
+        reportable = self._status != _TENTATIVE
+        dets = np.arange(cost.shape[1], dtype=np.int64)
+        ti: list[IntArray] = []
+        di: list[IntArray] = []
+        stages = (
+            (np.flatnonzero(reportable), self._gate),
+            (None, self._recovery_gate),
+            (np.flatnonzero(~reportable), self._gate),
+        )
+        left = np.zeros(0, np.int64)
+        for rows, gate in stages:
+            if rows is None:  # recovery: the confirmed tracks stage 1 left without a detection
+                rows = left
+            if not (rows.size and dets.size):
+                left = rows
+                continue
+            a = associate(cost[rows][:, dets], gate)
+            ti.append(rows[a.matches[:, 0]])
+            di.append(dets[a.matches[:, 1]])
+            left = rows[a.unmatched_tracks]
+            dets = dets[a.unmatched_dets]
+        if not ti:
+            return np.zeros(0, np.int64), np.zeros(0, np.int64), dets
+        return np.concatenate(ti), np.concatenate(di), dets
+
+    def _coalesce(self, updated: BoolArray, dead: BoolArray) -> BoolArray:
+        """Twins: a track that for ``coalesce_steps`` measurement steps in a row lies within the
+        gate of an older confirmed track, the two never updated in the same step, follows the
+        same object (two objects side by side are both detected). The younger is deleted; the
+        older keeps its ID. Returns the mask of tracks to delete.
+        """
+        n = updated.shape[0]
+        if n < 2:
+            self._dup = np.zeros(n, np.int64)
+            return np.zeros(n, bool)
+        pos = np.asarray(self.model.position(self._x), dtype=np.float64)
+        cov = np.asarray(self.model.position_cov(self._P), dtype=np.float64)
+        d = pos[None, :, :] - pos[:, None, :]  # [i, j] = p_j - p_i
+        S = cov[None, :] + cov[:, None]
+        det = S[..., 0, 0] * S[..., 1, 1] - S[..., 0, 1] * S[..., 1, 0]
+        q = (S[..., 1, 1] * d[..., 0] ** 2 - (S[..., 0, 1] + S[..., 1, 0]) * d[..., 0] * d[..., 1]
+             + S[..., 0, 0] * d[..., 1] ** 2)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            d2 = np.where(det > 0.0, q / det, np.inf)
+        # rows are in ID order, so i < j means i is the older; it must be reportable and alive
+        older = np.triu(np.ones((n, n), bool), 1)
+        older &= ((self._status != _TENTATIVE) & ~dead)[:, None]
+        pair = older & (d2 <= self._coalesce_gate) & ~(updated[:, None] & updated[None, :])
+        shadowed = pair.any(axis=0) & ~dead
+        self._dup = np.where(shadowed, self._dup + 1, 0)
+        return self._dup >= self.coalesce_steps
+
     # ------------------------------------------------------------------ SoA plumbing
     def _compact(self, keep: BoolArray) -> None:
         for name in ("_ids", "_x", "_P", "_status", "_age", "_hits", "_looks", "_history",
-                     "_t_update", "_scores", "_labels"):
+                     "_t_update", "_scores", "_labels", "_dup"):
             setattr(self, name, getattr(self, name)[keep])
 
     def _append(
@@ -299,6 +404,7 @@ class Tracker:
         self._t_update = np.concatenate([self._t_update, np.full(m, t)])
         self._scores = np.concatenate([self._scores, np.asarray(scores, np.float64)])
         self._labels = np.concatenate([self._labels, np.asarray(labels, np.int64)])
+        self._dup = np.concatenate([self._dup, np.zeros(m, np.int64)])
 
     def _output(
         self, t: float, x: FloatArray, P: FloatArray, status: IntArray, age: IntArray,

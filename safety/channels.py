@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 from numpy.typing import NDArray
 from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from perception.tracker import DEFAULT_MAX_COV_TRACE
 
 
 class FieldOfView(BaseModel):
@@ -51,7 +53,14 @@ class FieldOfView(BaseModel):
 
 
 class TrackerSettings(BaseModel):
-    """Per-channel tracker parameters (see perception.Tracker)."""
+    """Per-channel tracker parameters (see perception.Tracker).
+
+    ``max_cov_trace`` defaults from the physics of the channel's space (perception.tracker's
+    DEFAULT_MAX_COV_TRACE): 200 m² on the ground plane (10 m standard deviation per axis; a fresh
+    track survives a missed measurement down to 3 Hz), 5e4 px² for image boxes (about 160 px; a
+    fresh SORT box track survives a missed frame). The old 100 deleted a fresh ground track that
+    missed one step at dt >= 0.3 s and every box track at its first miss.
+    """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -63,8 +72,16 @@ class TrackerSettings(BaseModel):
     n_init: int = Field(default=3, ge=1)
     init_window: int = Field(default=5, ge=1)
     max_coast: float = Field(default=1.0, gt=0)  # seconds without update before deletion
-    max_cov_trace: float = Field(default=100.0, gt=0)
+    max_cov_trace: float = Field(default=DEFAULT_MAX_COV_TRACE["point"], gt=0)  # box: see above
     backend: Literal["vectorized", "filterpy"] = "vectorized"
+
+    @model_validator(mode="before")
+    @classmethod
+    def _space_default(cls, data: Any) -> Any:
+        """Box models get the image-space covariance bound unless one is given."""
+        if isinstance(data, dict) and data.get("model") == "box" and "max_cov_trace" not in data:
+            return {**data, "max_cov_trace": DEFAULT_MAX_COV_TRACE["box"]}
+        return data
 
 
 class ChannelConfig(BaseModel):

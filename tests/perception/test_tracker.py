@@ -199,6 +199,28 @@ def test_accepts_the_channel_tracker_settings() -> None:
     assert out.x.shape == (1, 6) and out.sensor == "radar"
 
 
+def test_default_covariance_bound_keeps_a_fresh_track_through_one_miss() -> None:
+    """Defaults come from the physics: a new ground track (velocity unknown) that misses one
+    measurement of a 3.3 Hz sensor, or a new box track that misses one frame, is kept."""
+    from safety.channels import TrackerSettings
+
+    for settings, first, gap in (
+        (TrackerSettings(), pts(0.0, [[20.0, 5.0]]), 0.3),
+        (TrackerSettings(model="box"), _boxes(0.0, [[100, 100, 140, 180]]), 1.0),
+    ):
+        assert settings.max_cov_trace == (5e4 if settings.model == "box" else 200.0)
+        tr = Tracker(**settings.model_dump())
+        tr.step(0.0, first)
+        space = "box" if settings.model == "box" else "point"
+        out = tr.step(gap, Detections.empty(gap, space=space))  # one missed measurement
+        assert len(out) == 1 and out.cov_trace[0] < settings.max_cov_trace
+        out = tr.step(2 * gap, Detections.empty(2 * gap, space=space))  # a second one is too many
+        assert len(out) == 0
+    # explicit values still win, and the tracker's own default follows the model's space
+    assert TrackerSettings(model="box", max_cov_trace=7.0).max_cov_trace == 7.0
+    assert Tracker("cv").max_cov_trace == 200.0 and Tracker("box").max_cov_trace == 5e4
+
+
 def test_accepts_a_motion_model_instance() -> None:
     from perception.models import ConstantVelocity
 
