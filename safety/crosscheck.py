@@ -1,7 +1,16 @@
-"""Cross-channel checking: associate the tracks of redundant channels inside their shared field of
-view, test their agreement, fuse agreeing estimates (covariance intersection) and, with three or
-more channels, vote per object to isolate the faulty one. Never drops an obstacle that only one
-channel sees: it is output, flagged uncorroborated.
+"""Cross-channel checking: associate the tracks of redundant channels inside their shared field
+of view, test their agreement, fuse agreeing estimates (covariance intersection) and, with three
+or more channels, vote per object to isolate the faulty one. Never drops an obstacle that only
+one channel sees: it is output, flagged uncorroborated.
+
+Everything per step is array work over all tracks at once: field-of-view tests once per channel
+(all fields of view against all points in one broadcast), gated candidate pairs from a sort on x
+(no dense cost matrix), a Hungarian solve only where gates actually overlap, vectorised
+components and fusion. Python loops run over channels, and over the (rare) disagreements.
+
+A vote is statistical evidence like any other: a channel counts as outvoted on an object only
+once the majority has contradicted the same (object, channel) for ``persistence`` steps, so a
+single chi-square exceedance among many objects does not blame a channel.
 """
 
 from __future__ import annotations
@@ -15,12 +24,10 @@ import numpy as np
 from numpy.typing import NDArray
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from scipy.optimize import linear_sum_assignment
-from scipy.sparse import coo_matrix
-from scipy.sparse.csgraph import connected_components
 from scipy.stats import chi2
 
 from perception.tracks import Tracks
-from safety.channels import ChannelConfig
+from safety.channels import ChannelConfig, FieldOfView
 
 FloatArray = NDArray[np.float64]
 IntArray = NDArray[np.int64]
@@ -56,6 +63,9 @@ class Disagreement:
     position: FloatArray  # (2,) where (first channel's estimate)
     kind: Literal["disagreement", "miss"] = "disagreement"
     steps: int = 1  # consecutive steps this has persisted
+    # the channel the majority vote left out of this object this step (the disagreement is then
+    # explained by that channel, and counts towards its outvote, not as an unresolved conflict)
+    outvoted: str | None = None
 
 
 @dataclass
@@ -76,7 +86,8 @@ class CrosscheckResult:
     disagreements: list[Disagreement] = field(default_factory=list)
     residuals: dict[tuple[str, str], FloatArray] = field(default_factory=dict)  # (M, 2) a − b
     residual_covs: dict[tuple[str, str], FloatArray] = field(default_factory=dict)  # (M, 2, 2)
-    vote_losers: dict[str, int] = field(default_factory=dict)  # channel → objects outvoted on
+    # channel → objects it has been outvoted on for at least ``persistence`` consecutive steps
+    vote_losers: dict[str, int] = field(default_factory=dict)
     shadow: dict[str, ShadowStats] = field(default_factory=dict)
     t: float = 0.0
     active: tuple[str, ...] = ()  # non-shadow channels that took part this step
@@ -110,7 +121,8 @@ class CrosscheckConfig(BaseModel):
 
     association_probability: float = Field(default=0.9999, gt=0, lt=1)
     agreement_probability: float = Field(default=0.99, gt=0, lt=1)
-    persistence: int = Field(default=3, ge=1)  # consecutive steps before a disagreement is reported
+    # consecutive steps before a disagreement, a miss or an outvote is reported
+    persistence: int = Field(default=3, ge=1)
     fov_margin: float = Field(default=2.0, ge=0)  # m (ground) or px (image)
     fusion: Literal["ci"] = "ci"
     vote_on_existence: bool = True  # with 3+ covering channels, outvote ghosts and misses too
@@ -151,17 +163,24 @@ def _inv2(S: FloatArray) -> FloatArray:
     return np.asarray(out / det[..., None, None])
 
 
+def _d2(
+    dx: FloatArray, dy: FloatArray, s00: FloatArray, s01: FloatArray, s10: FloatArray,
+    s11: FloatArray,
+) -> FloatArray:
+    """Squared Mahalanobis distance from components; +inf where S is not positive definite."""
+    det = s00 * s11 - s01 * s10
+    num = s11 * dx * dx - (s01 + s10) * dx * dy + s00 * dy * dy
+    ok = (det > 0) & (s00 > 0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.asarray(np.where(ok, num / np.where(ok, det, 1.0), np.inf))
+
+
 def mahalanobis2(diff: FloatArray, S: FloatArray) -> FloatArray:
     """Squared Mahalanobis distance dᵀ S⁻¹ d for stacked 2-vectors and 2×2 covariances.
 
     Non-positive-definite S gives +inf (never associated, never agreeing).
     """
-    det = _det2(S)
-    dx, dy = diff[..., 0], diff[..., 1]
-    num = S[..., 1, 1] * dx * dx - (S[..., 0, 1] + S[..., 1, 0]) * dx * dy + S[..., 0, 0] * dy * dy
-    ok = (det > 0) & (S[..., 0, 0] > 0)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return np.asarray(np.where(ok, num / np.where(ok, det, 1.0), np.inf))
+    return _d2(diff[..., 0], diff[..., 1], S[..., 0, 0], S[..., 0, 1], S[..., 1, 0], S[..., 1, 1])
 
 
 def covariance_intersection(
@@ -171,42 +190,57 @@ def covariance_intersection(
 
     P⁻¹ = ω Pa⁻¹ + (1 − ω) Pb⁻¹, x = P (ω Pa⁻¹ xa + (1 − ω) Pb⁻¹ xb). Consistent whatever the
     (unknown) correlation of the two errors. For 2×2, tr(M⁻¹) = tr(M)/det(M) with M linear in ω,
-    so the optimum is a root of a quadratic or an end point: no iteration.
+    so the optimum is a root of a quadratic or an end point: no iteration. Works on the three
+    components of the (symmetrised) matrices as flat arrays.
     Returns (x (N, 2), P (N, 2, 2), ω (N,)).
     """
-    A = _inv2(Pa)
-    B = _inv2(Pb)
-    D = A - B
-    t0 = B[:, 0, 0] + B[:, 1, 1]
-    t1 = D[:, 0, 0] + D[:, 1, 1]
-    d0 = _det2(B)
-    d1 = (
-        B[:, 0, 0] * D[:, 1, 1] + B[:, 1, 1] * D[:, 0, 0]
-        - B[:, 0, 1] * D[:, 1, 0] - B[:, 1, 0] * D[:, 0, 1]
-    )
-    d2 = _det2(D)
-    # f'(ω) = 0  ⇔  a ω² + b ω + c = 0
-    a = t1 * d2
-    b = 2.0 * t0 * d2
-    c = t0 * d1 - t1 * d0
+    pa00, pa11 = Pa[:, 0, 0], Pa[:, 1, 1]
+    pa01 = 0.5 * (Pa[:, 0, 1] + Pa[:, 1, 0])
+    pb00, pb11 = Pb[:, 0, 0], Pb[:, 1, 1]
+    pb01 = 0.5 * (Pb[:, 0, 1] + Pb[:, 1, 0])
+    ia = 1.0 / (pa00 * pa11 - pa01 * pa01)
+    ib = 1.0 / (pb00 * pb11 - pb01 * pb01)
+    a00, a01, a11 = pa11 * ia, -pa01 * ia, pa00 * ia  # A = Pa⁻¹
+    b00, b01, b11 = pb11 * ib, -pb01 * ib, pb00 * ib  # B = Pb⁻¹
+    e00, e01, e11 = a00 - b00, a01 - b01, a11 - b11  # D = A − B; M(ω) = B + ω D
+    t0 = b00 + b11
+    t1 = e00 + e11
+    d0 = b00 * b11 - b01 * b01
+    d1 = b00 * e11 + b11 * e00 - 2.0 * b01 * e01
+    d2 = e00 * e11 - e01 * e01
+    # f(ω) = tr(M)/det(M); f'(ω) = 0  ⇔  a ω² + b ω + c = 0
+    qa = t1 * d2
+    qb = 2.0 * t0 * d2
+    qc = t0 * d1 - t1 * d0
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        disc = np.sqrt(qb * qb - 4.0 * qa * qc)
+        quad = np.abs(qa) > 1e-12 * (np.abs(qb) + np.abs(qc) + 1e-300)
+        lin = -qc / qb
+        r1 = np.where(quad, (-qb + disc) / (2.0 * qa), lin)
+        r2 = np.where(quad, (-qb - disc) / (2.0 * qa), lin)
+    # the best of ω ∈ {0, 1, roots clipped to [0, 1]} (first one on ties)
     with np.errstate(divide="ignore", invalid="ignore"):
-        disc = np.sqrt(b * b - 4.0 * a * c)
-        quad = np.abs(a) > 1e-12 * (np.abs(b) + np.abs(c) + 1e-300)
-        r1 = np.where(quad, (-b + disc) / (2.0 * a), -c / b)
-        r2 = np.where(quad, (-b - disc) / (2.0 * a), -c / b)
-    cand = np.stack([np.zeros_like(t0), np.ones_like(t0), r1, r2], axis=1)
-    cand = np.clip(np.nan_to_num(cand, nan=0.0, posinf=1.0, neginf=0.0), 0.0, 1.0)
-    tr = t0[:, None] + t1[:, None] * cand
-    det = d0[:, None] + d1[:, None] * cand + d2[:, None] * cand * cand
-    f = np.where(det > 0, tr / np.where(det > 0, det, 1.0), np.inf)
-    omega = cand[np.arange(cand.shape[0]), np.argmin(f, axis=1)]
-    M = B + omega[:, None, None] * D
-    P = _inv2(M)
-    P = 0.5 * (P + np.swapaxes(P, 1, 2))
-    info = omega[:, None] * np.einsum("nij,nj->ni", A, xa) + (1.0 - omega)[:, None] * np.einsum(
-        "nij,nj->ni", B, xb
-    )
-    x = np.einsum("nij,nj->ni", P, info)
+        best = np.where(d0 > 0, t0 / np.where(d0 > 0, d0, 1.0), np.inf)
+        omega = np.zeros_like(t0)
+        for w in (np.ones_like(t0), r1, r2):
+            w = np.clip(w, 0.0, 1.0)
+            w[np.isnan(w)] = 0.0
+            det = d0 + (d1 + d2 * w) * w
+            f = np.where(det > 0, (t0 + t1 * w) / np.where(det > 0, det, 1.0), np.inf)
+            better = f < best
+            best = np.where(better, f, best)
+            omega = np.where(better, w, omega)
+    m00, m01, m11 = b00 + omega * e00, b01 + omega * e01, b11 + omega * e11
+    im = 1.0 / (m00 * m11 - m01 * m01)
+    p00, p01, p11 = m11 * im, -m01 * im, m00 * im
+    w1 = 1.0 - omega
+    i0 = omega * (a00 * xa[:, 0] + a01 * xa[:, 1]) + w1 * (b00 * xb[:, 0] + b01 * xb[:, 1])
+    i1 = omega * (a01 * xa[:, 0] + a11 * xa[:, 1]) + w1 * (b01 * xb[:, 0] + b11 * xb[:, 1])
+    x = np.empty((t0.shape[0], 2))
+    x[:, 0] = p00 * i0 + p01 * i1
+    x[:, 1] = p01 * i0 + p11 * i1
+    P = np.empty((t0.shape[0], 2, 2))
+    P[:, 0, 0], P[:, 0, 1], P[:, 1, 0], P[:, 1, 1] = p00, p01, p01, p11
     return x, P, omega
 
 
@@ -227,56 +261,126 @@ def moment_match(X: FloatArray, P: FloatArray, mask: BoolArray) -> tuple[FloatAr
     return mean, cov
 
 
-# ----------------------------------------------------------------------------- internals
-@dataclass
-class _Chan:
-    """Confirmed, finite tracks of one channel this step."""
+# ----------------------------------------------------------------------------- geometry
+def fov_masks(fovs: Sequence[FieldOfView], points: FloatArray, margins: Sequence[float]
+              ) -> BoolArray:
+    """(N, F, M) mask: point n inside field of view f shrunk by margin m (grown if negative).
 
-    name: str
-    cfg: ChannelConfig
-    ids: IntArray
-    pos: FloatArray
-    cov: FloatArray
-    labels: IntArray
-    vel: FloatArray | None
+    Same decisions as ``FieldOfView.contains`` for every (fov, margin), but range and azimuth are
+    computed once for all sector fields of view and compared in one broadcast.
+    """
+    p = np.asarray(points, dtype=np.float64).reshape(-1, 2)
+    out = np.zeros((p.shape[0], len(fovs), len(margins)), dtype=bool)
+    if p.shape[0] == 0 or not fovs:
+        return out
+    m = np.asarray(margins, dtype=np.float64)
+    sector = [k for k, f in enumerate(fovs) if f.image_width is None or f.image_height is None]
+    if sector:
+        r = np.hypot(p[:, 0], p[:, 1])
+        az = np.degrees(np.arctan2(p[:, 1], p[:, 0]))
+        ang = np.degrees(m[None, :] / np.maximum(r, 1e-6)[:, None])[:, None, :]  # (N, 1, M)
+        lim = np.array([[fovs[k].range_min, fovs[k].range_max, fovs[k].azimuth_min_deg,
+                         fovs[k].azimuth_max_deg] for k in sector])[None, :, :, None]
+        rr, aa = r[:, None, None], az[:, None, None]
+        out[:, sector, :] = (
+            (rr >= lim[:, :, 0] + m) & (rr <= lim[:, :, 1] - m)
+            & (aa >= lim[:, :, 2] + ang) & (aa <= lim[:, :, 3] - ang)
+        )
+    for k, f in enumerate(fovs):
+        if k not in sector:
+            for j, mj in enumerate(m.tolist()):
+                out[:, k, j] = f.contains(p, mj)
+    return out
 
-    def __len__(self) -> int:
-        return int(self.ids.shape[0])
 
+# ----------------------------------------------------------------------------- association
+def gated_pairs(
+    pa: FloatArray, Pa: FloatArray, pb: FloatArray, Pb: FloatArray, gate: float
+) -> tuple[IntArray, IntArray, FloatArray]:
+    """All pairs (i, j) with d²(a_i, b_j) ≤ ``gate`` (combined covariance Pa + Pb), sparse.
 
-def _confirmed(name: str, cfg: ChannelConfig, tr: Tracks) -> _Chan:
-    keep = np.asarray(tr.confirmed, dtype=bool)
-    pos = np.asarray(tr.position, dtype=np.float64).reshape(-1, 2)
-    cov = np.asarray(tr.position_cov, dtype=np.float64).reshape(-1, 2, 2)
-    keep = keep & np.all(np.isfinite(pos), axis=1) & np.all(np.isfinite(cov), axis=(1, 2))
-    vel: FloatArray | None = None
-    x = np.asarray(tr.x, dtype=np.float64)
-    if tr.space == "point" and x.ndim == 2 and x.shape[1] >= 4:
-        vel = x[keep, 2:4]
-    return _Chan(
-        name, cfg, np.asarray(tr.ids, dtype=np.int64)[keep], pos[keep], cov[keep],
-        np.asarray(tr.labels, dtype=np.int64)[keep], vel,
+    Since d² ≥ |Δ|² / λ_max(S) ≥ |Δ|² / tr(S), only pairs with |Δx| ≤ sqrt(gate · tr(S)) can
+    pass: candidates come from a sort on x and a binary search, then are tested exactly. Cost
+    grows with the number of near pairs, not with Na · Nb.
+    """
+    na, nb = pa.shape[0], pb.shape[0]
+    if na == 0 or nb == 0:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0)
+    tra = Pa[:, 0, 0] + Pa[:, 1, 1]
+    trb = Pb[:, 0, 0] + Pb[:, 1, 1]
+    bound = gate * (tra + float(trb.max()))
+    reach = np.sqrt(np.where(bound > 0, bound, np.inf))  # NaN/neg covariance: test them all
+    order = np.argsort(pb[:, 0], kind="stable")
+    xs = pb[order, 0]
+    lo = np.searchsorted(xs, pa[:, 0] - reach, "left")
+    hi = np.searchsorted(xs, pa[:, 0] + reach, "right")
+    cnt = np.maximum(hi - lo, 0)
+    total = int(cnt.sum())
+    if total == 0:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0)
+    i = np.repeat(np.arange(na, dtype=np.int64), cnt)
+    start = np.cumsum(cnt) - cnt
+    j = order[np.arange(total) - np.repeat(start - lo, cnt)].astype(np.int64)
+    d2 = _d2(
+        pa[i, 0] - pb[j, 0], pa[i, 1] - pb[j, 1],
+        Pa[i, 0, 0] + Pb[j, 0, 0], Pa[i, 0, 1] + Pb[j, 0, 1],
+        Pa[i, 1, 0] + Pb[j, 1, 0], Pa[i, 1, 1] + Pb[j, 1, 1],
     )
+    ok = d2 <= gate
+    return i[ok], j[ok], d2[ok]
 
 
-def _assign(cost: FloatArray, gate: float) -> tuple[IntArray, IntArray]:
-    """Hungarian assignment of a (Na, Nb) cost matrix, keeping only pairs within ``gate``."""
-    if cost.size == 0:
-        return np.zeros(0, np.int64), np.zeros(0, np.int64)
-    feasible = cost <= gate
-    if not feasible.any():
-        return np.zeros(0, np.int64), np.zeros(0, np.int64)
-    big = gate * (min(cost.shape) + 1) + 1.0
-    r, c = linear_sum_assignment(np.where(feasible, cost, big))
-    ok = feasible[r, c]
-    return r[ok].astype(np.int64), c[ok].astype(np.int64)
+def assign_sparse(
+    i: IntArray, j: IntArray, d2: FloatArray, gate: float
+) -> tuple[IntArray, IntArray, FloatArray]:
+    """Hungarian assignment over the feasible pairs (i, j, d² ≤ gate) only.
+
+    The optimum decomposes over connected components of the feasible bipartite graph; a pair
+    whose row and column have no other feasible pair is matched as is, and the Hungarian runs on
+    the rows and columns left. Maximises the number of matches first, then minimises Σ d².
+    Returns the matched (i, j, d²), sorted by i.
+    """
+    if i.size == 0:
+        return i, j, d2
+    rdeg = np.bincount(i)
+    cdeg = np.bincount(j)
+    simple = (rdeg[i] == 1) & (cdeg[j] == 1)
+    if simple.all():
+        order = np.argsort(i, kind="stable")
+        return i[order], j[order], d2[order]
+    rest = ~simple
+    rows, ri = np.unique(i[rest], return_inverse=True)
+    cols, ci = np.unique(j[rest], return_inverse=True)
+    big = gate * (min(rows.size, cols.size) + 1) + 1.0
+    sub = np.full((rows.size, cols.size), big)
+    sub[ri, ci] = d2[rest]
+    r, c = linear_sum_assignment(sub)
+    ok = sub[r, c] < big
+    mi = np.concatenate([i[simple], rows[r[ok]]]).astype(np.int64)
+    mj = np.concatenate([j[simple], cols[c[ok]]]).astype(np.int64)
+    md = np.concatenate([d2[simple], sub[r[ok], c[ok]]])
+    order = np.argsort(mi, kind="stable")
+    return mi[order], mj[order], md[order]
 
 
-def _pair_cost(pa: FloatArray, Pa: FloatArray, pb: FloatArray, Pb: FloatArray) -> FloatArray:
-    """(Na, Nb) d² of every pair with the combined covariance Pa + Pb."""
-    diff = pa[:, None, :] - pb[None, :, :]
-    S = Pa[:, None, :, :] + Pb[None, :, :, :]
-    return mahalanobis2(diff, S)
+def components(n: int, u: IntArray, v: IntArray) -> IntArray:
+    """Connected-component label of each of ``n`` nodes given undirected edges (u, v).
+
+    Labels are numbered in order of each component's lowest node (as scipy's
+    ``connected_components`` numbers them). Min-label propagation with pointer jumping.
+    """
+    lab = np.arange(n, dtype=np.int64)
+    while u.size:
+        m = np.minimum(lab[u], lab[v])
+        new = lab.copy()
+        np.minimum.at(new, u, m)
+        np.minimum.at(new, v, m)
+        new = new[new]
+        if np.array_equal(new, lab):
+            break
+        lab = new
+    root = lab == np.arange(n)
+    return (np.cumsum(root) - 1)[lab].astype(np.int64)
 
 
 def _split_conflicts(
@@ -312,23 +416,81 @@ def _split_conflicts(
     return np.unique(out, return_inverse=True)[1].astype(np.int64)
 
 
+# ----------------------------------------------------------------------------- internals
+@dataclass
+class _Chan:
+    """Confirmed, finite tracks of one channel this step."""
+
+    name: str
+    cfg: ChannelConfig
+    ids: IntArray
+    pos: FloatArray
+    cov: FloatArray
+    labels: IntArray
+    vel: FloatArray | None
+
+    def __len__(self) -> int:
+        return int(self.ids.shape[0])
+
+
+def _confirmed(name: str, cfg: ChannelConfig, tr: Tracks) -> _Chan:
+    pos = np.asarray(tr.position, dtype=np.float64).reshape(-1, 2)
+    cov = np.asarray(tr.position_cov, dtype=np.float64).reshape(-1, 2, 2)
+    status = np.asarray(tr.status)
+    # confirmed or coasting; a non-finite component makes the sum non-finite (inf − inf is NaN)
+    keep = ((status == 1) | (status == 2)) & np.isfinite(
+        pos.sum(axis=1) + cov.reshape(-1, 4).sum(axis=1)
+    )
+    vel: FloatArray | None = None
+    x = np.asarray(tr.x, dtype=np.float64)
+    if tr.space == "point" and x.ndim == 2 and x.shape[1] >= 4:
+        vel = x[keep, 2:4]
+    return _Chan(
+        name, cfg, np.asarray(tr.ids, dtype=np.int64)[keep], pos[keep], cov[keep],
+        np.asarray(tr.labels, dtype=np.int64)[keep], vel,
+    )
+
+
 @dataclass
 class _GroupOut:
     """What one frame group (channels sharing a frame) contributes to the result."""
 
     chans: list[_Chan]
-    member: IntArray  # (n_obj, n_ch) row index into each channel's tracks, -1 if absent
+    tids: IntArray  # (n_obj, n_ch) track id of each channel's member, -1 if absent
     included: BoolArray  # (n_obj, n_ch) in the fused estimate
-    est_loser: BoolArray  # (n_obj, n_ch) outvoted on its estimate
+    est_loser: BoolArray  # (n_obj, n_ch) left out by the vote on its estimate this step
+    lost: BoolArray  # (n_obj, n_ch) contradicted by the majority (estimate or existence)
     covers: BoolArray  # (n_obj, n_ch)
     pos: FloatArray  # (n_obj, 2) fused
     cov: FloatArray  # (n_obj, 2, 2)
     corroborated: BoolArray
     label: IntArray
     vel: FloatArray | None  # (n_obj, 2) or None
-    losers: IntArray  # (n_ch,) objects each channel was outvoted on
     candidates: list[tuple[tuple[object, ...], Disagreement]]
     frame: str
+
+    def output_rows(self) -> _GroupOut:
+        """Only objects with a trusted (included) member are output; votes were already taken."""
+        keep = self.included.any(axis=1)
+        if keep.all():
+            return self
+        return _GroupOut(
+            self.chans, self.tids[keep], self.included[keep], self.est_loser[keep],
+            self.lost[keep], self.covers[keep], self.pos[keep], self.cov[keep],
+            self.corroborated[keep], self.label[keep],
+            None if self.vel is None else self.vel[keep], self.candidates, self.frame,
+        )
+
+
+_PAIRS = {n: np.array([(i, j) for i in range(n) for j in range(i + 1, n)], np.int64).reshape(-1, 2)
+          for n in range(8)}
+
+
+def _pairs(n: int) -> IntArray:
+    if n not in _PAIRS:
+        _PAIRS[n] = np.array([(i, j) for i in range(n) for j in range(i + 1, n)],
+                             np.int64).reshape(-1, 2)
+    return _PAIRS[n]
 
 
 # ----------------------------------------------------------------------------- the checker
@@ -343,11 +505,14 @@ class CrossChecker:
         self.reset()
 
     def reset(self) -> None:
-        """Forget object identities and disagreement streaks."""
+        """Forget object identities and disagreement and vote streaks."""
         self._next_id = 1
         # channel → (sorted track ids, object ids) of the previous step
         self._prev: dict[str, tuple[IntArray, IntArray]] = {}
         self._streak: dict[tuple[object, ...], int] = {}
+        # (channel, its track) or (channel, anchor channel, anchor track) → consecutive steps
+        # the majority has contradicted that channel there
+        self._losses: dict[tuple[object, ...], int] = {}
 
     # ------------------------------------------------------------------ public
     def check(
@@ -378,18 +543,22 @@ class CrossChecker:
         groups: dict[str, list[_Chan]] = {}
         for ch in active:
             groups.setdefault(ch.cfg.frame, []).append(ch)
-        outs = [self._output_rows(self._group(g, frame, result, trusted))
-                for frame, g in sorted(groups.items())]
+        outs = [self._group(g, frame, result, trusted) for frame, g in sorted(groups.items())]
         new_prev: dict[str, tuple[IntArray, IntArray]] = {}
+        streaks: dict[tuple[object, ...], int] = {}
+        fused: dict[str, tuple[FloatArray, FloatArray]] = {}
         for g in outs:
-            obj_ids = self._object_ids(g, new_prev)
-            result.objects.extend(self._objects(g, obj_ids))
             if len(g.chans) >= 3:
-                for ch, n in zip(g.chans, g.losers.tolist(), strict=True):
+                for ch, n in zip(g.chans, self._vote_streaks(g, streaks).tolist(), strict=True):
                     result.vote_losers[ch.name] = int(n)
+            g = g.output_rows()
+            obj_ids = self._object_ids(g, new_prev)
+            result.objects.extend(_make_objects(g, obj_ids))
+            fused[g.frame] = (g.pos, g.cov)
         self._prev.update(new_prev)
+        self._losses = streaks
         self._persist([c for g in outs for c in g.candidates], result)
-        self._shadows(tracks, excluded, result)
+        self._shadows(tracks, excluded, fused, result)
         return result
 
     # ------------------------------------------------------------------ one frame group
@@ -400,73 +569,65 @@ class CrossChecker:
         n_ch = len(chans)
         trust = np.array([trusted is None or c.name in trusted for c in chans], dtype=bool)
         margin = self.cfg.fov_margin
-        offsets = np.concatenate([[0], np.cumsum([len(c) for c in chans])]).astype(np.int64)
+        sizes = np.array([len(c) for c in chans], dtype=np.int64)
+        offsets = np.zeros(n_ch + 1, dtype=np.int64)
+        np.cumsum(sizes, out=offsets[1:])
         n_nodes = int(offsets[-1])
-        node_ch = np.repeat(np.arange(n_ch), [len(c) for c in chans]).astype(np.int64)
-        node_row = (np.arange(n_nodes) - offsets[node_ch]).astype(np.int64)
+        node_ch = np.repeat(np.arange(n_ch, dtype=np.int64), sizes)
+        pos_all = np.concatenate([c.pos for c in chans]) if n_nodes else np.zeros((0, 2))
+        cov_all = np.concatenate([c.cov for c in chans]) if n_nodes else np.zeros((0, 2, 2))
+        ids_all = np.concatenate([c.ids for c in chans]) if n_nodes else np.zeros(0, np.int64)
+        # each track against each channel's FOV: grown (association) and shrunk (coverage)
+        inside = fov_masks([c.cfg.fov for c in chans], pos_all, (-margin, margin))
+        grown, shrunk = inside[:, :, 0], inside[:, :, 1]
+        near = np.zeros((n_nodes, n_ch), dtype=bool)  # a track of that channel inside the gate
+        close = np.zeros((n_nodes, n_ch), dtype=bool)  # ... that also agrees with this one
         eu: list[IntArray] = []
         ev: list[IntArray] = []
         ew: list[FloatArray] = []
-        candidates: list[tuple[tuple[object, ...], Disagreement]] = []
         for i in range(n_ch):
             for j in range(i + 1, n_ch):
                 a, b = chans[i], chans[j]
-                cost = _pair_cost(a.pos, a.cov, b.pos, b.cov)
+                ia, ib, d2 = gated_pairs(a.pos, a.cov, b.pos, b.cov, self._gate)
+                ga, gb = offsets[i] + ia, offsets[j] + ib
+                near[ga, j] = True
+                near[gb, i] = True
+                ok = d2 <= self._agree
+                close[ga[ok], j] = True
+                close[gb[ok], i] = True
                 # candidates: each track inside the other channel's FOV (grown by the margin)
-                shared = (
-                    b.cfg.fov.contains(a.pos, -margin)[:, None]
-                    & a.cfg.fov.contains(b.pos, -margin)[None, :]
-                )
-                ra, rb = _assign(np.where(shared, cost, np.inf), self._gate)
-                d2 = cost[ra, rb]
+                shared = grown[ga, j] & grown[gb, i]
+                ra, rb, dd = assign_sparse(ia[shared], ib[shared], d2[shared], self._gate)
                 result.residuals[(a.name, b.name)] = a.pos[ra] - b.pos[rb]
                 result.residual_covs[(a.name, b.name)] = a.cov[ra] + b.cov[rb]
                 eu.append(offsets[i] + ra)
                 ev.append(offsets[j] + rb)
-                ew.append(d2)
-                bad = np.flatnonzero(d2 > self._agree)
-                if not (trust[i] and trust[j]):
-                    bad = bad[:0]  # a known-faulty channel's disagreements are explained
-                for k, ia, ib, s in zip(
-                    bad.tolist(), a.ids[ra[bad]].tolist(), b.ids[rb[bad]].tolist(),
-                    d2[bad].tolist(), strict=True,
-                ):
-                    candidates.append((
-                        ("d", a.name, ia, b.name, ib),
-                        Disagreement((a.name, b.name), (ia, ib), float(s), self._agree,
-                                     a.pos[ra[k]].copy()),
-                    ))
+                ew.append(dd)
         u = np.concatenate(eu) if eu else np.zeros(0, np.int64)
         v = np.concatenate(ev) if ev else np.zeros(0, np.int64)
         w = np.concatenate(ew) if ew else np.zeros(0)
-        if n_nodes:
-            graph = coo_matrix((np.ones(u.size), (u, v)), shape=(n_nodes, n_nodes))
-            _, comp = connected_components(graph, directed=False)
-            comp = _split_conflicts(comp.astype(np.int64), node_ch, n_ch, u, v, w)
+        comp = components(n_nodes, u, v)
+        n_obj = int(comp.max()) + 1 if n_nodes else 0
+        if n_obj and np.bincount(comp * n_ch + node_ch).max() > 1:
+            comp = _split_conflicts(comp, node_ch, n_ch, u, v, w)
             n_obj = int(comp.max()) + 1
-        else:
-            comp = np.zeros(0, np.int64)
-            n_obj = 0
-        member = np.full((n_obj, n_ch), -1, dtype=np.int64)
-        member[comp, node_ch] = node_row
-        present = member >= 0
+        node_of = np.full((n_obj, n_ch), -1, dtype=np.int64)
+        node_of[comp, node_ch] = np.arange(n_nodes)
+        present = node_of >= 0
+        tids = np.where(present, ids_all[node_of], -1)
 
         # stacked estimates (n_obj, n_ch, ...) with harmless fillers where absent
         X = np.zeros((n_obj, n_ch, 2))
+        X[comp, node_ch] = pos_all
         P = np.broadcast_to(np.eye(2), (n_obj, n_ch, 2, 2)).copy()
-        for c, ch in enumerate(chans):
-            rows = member[:, c]
-            m = rows >= 0
-            X[m, c] = ch.pos[rows[m]]
-            P[m, c] = ch.cov[rows[m]]
-
+        P[comp, node_ch] = cov_all
+        pi, pj = _pairs(n_ch).T
+        agree_p = present[:, pi] & present[:, pj] & (
+            mahalanobis2(X[:, pi] - X[:, pj], P[:, pi] + P[:, pj]) <= self._agree
+        )
         agree = np.zeros((n_obj, n_ch, n_ch), dtype=bool)
-        for i in range(n_ch):
-            for j in range(i + 1, n_ch):
-                ok = present[:, i] & present[:, j] & (
-                    mahalanobis2(X[:, i] - X[:, j], P[:, i] + P[:, j]) <= self._agree
-                )
-                agree[:, i, j] = agree[:, j, i] = ok
+        agree[:, pi, pj] = agree_p
+        agree[:, pj, pi] = agree_p
 
         # majority vote on the estimate (3+ members)
         k = present.sum(axis=1)
@@ -478,78 +639,81 @@ class CrossChecker:
         # if the vote went with excluded channels against the trusted ones, fuse the trusted
         fallback = ~included.any(axis=1)
         included[fallback] = present[fallback] & trust[None, :]
-        pair_bad = included[:, :, None] & included[:, None, :] & ~agree
-        np.einsum("nii->ni", pair_bad)[...] = False
-        all_agree: BoolArray = np.asarray(~pair_bad.any(axis=(1, 2)))
-        n_incl = included.sum(axis=1)
-        corroborated = (n_incl >= 2) & all_agree
+        # all included pairs agree
+        all_agree = ~np.any(included[:, pi] & included[:, pj] & ~agree_p, axis=1)
+        corroborated = (included.sum(axis=1) >= 2) & all_agree
 
         pos, cov = self._fuse(X, P, included, all_agree)
 
-        # coverage, misses, existence vote
-        covers = np.zeros((n_obj, n_ch), dtype=bool)
-        for c, ch in enumerate(chans):
-            covers[:, c] = ch.cfg.fov.contains(pos, margin) if n_obj else covers[:, c]
-        covers |= present
-        for ia, a in enumerate(chans):
-            for ib, b in enumerate(chans):
-                if ia == ib or not trust[ia]:
-                    continue  # an excluded channel's unmatched tracks blame nobody
-                rows = member[:, ia]
-                miss = present[:, ia] & ~present[:, ib]
-                if n_obj:
-                    miss &= b.cfg.fov.contains(X[:, ia], margin)
-                if miss.any() and len(b):
-                    # b has a track inside the association gate of a's: b sees something there
-                    # and a's unmatched track is a duplicate (or a's view of a merged pair), not
-                    # an object b is blind to
-                    near = _pair_cost(X[miss, ia], P[miss, ia], b.pos, b.cov).min(axis=1)
-                    miss[np.flatnonzero(miss)[near <= self._gate]] = False
-                for o in np.flatnonzero(miss).tolist():
-                    tid = int(a.ids[rows[o]])
-                    candidates.append((
-                        ("m", a.name, tid, b.name),
-                        Disagreement((a.name, b.name), (tid, -1), 0.0,
-                                     float(self.cfg.persistence), X[o, ia].copy(), "miss"),
-                    ))
+        # coverage: FOV of each channel (shrunk) holds the fused estimate, or it sees it
+        covers = fov_masks([c.cfg.fov for c in chans], pos, (margin,))[:, :, 0] | present
+
+        candidates: list[tuple[tuple[object, ...], Disagreement]] = []
+        # disagreements: associated pairs failing the agreement test. Not reported: a known-
+        # faulty channel's (its fault explains them), and a pair that the vote kept together in
+        # the majority (each agrees with a third channel: nothing to resolve; a persistent bias
+        # between them is the calibration monitor's to find)
+        major = voted[:, None] & in_major
+        both_major = major[comp[u], node_ch[u]] & major[comp[v], node_ch[v]]
+        bad = np.flatnonzero(
+            (w > self._agree) & trust[node_ch[u]] & trust[node_ch[v]] & ~both_major
+        )
+        for e in bad.tolist():
+            na, nb = int(u[e]), int(v[e])
+            ca, cb, o = int(node_ch[na]), int(node_ch[nb]), int(comp[na])
+            loser = ca if est_loser[o, ca] else cb if est_loser[o, cb] else -1
+            ia_, ib_ = int(ids_all[na]), int(ids_all[nb])
+            candidates.append((
+                ("d", chans[ca].name, ia_, chans[cb].name, ib_),
+                Disagreement((chans[ca].name, chans[cb].name), (ia_, ib_), float(w[e]),
+                             self._agree, pos_all[na].copy(),
+                             outvoted=chans[loser].name if loser >= 0 else None),
+            ))
+        # misses: a track well inside another channel's FOV where that channel has nothing in
+        # the association gate (a track inside the gate makes the unmatched one a duplicate)
+        # (an excluded channel's unmatched tracks blame nobody)
+        miss = (node_of[comp] < 0) & shrunk & ~near & trust[node_ch][:, None]
+        mn, mc = np.nonzero(miss)
+        if mn.size:
+            order = np.lexsort((comp[mn], mc, node_ch[mn]))
+            for n, c in zip(mn[order].tolist(), mc[order].tolist(), strict=True):
+                a_name, tid = chans[int(node_ch[n])].name, int(ids_all[n])
+                candidates.append((
+                    ("m", a_name, tid, chans[c].name),
+                    Disagreement((a_name, chans[c].name), (tid, -1), 0.0,
+                                 float(self.cfg.persistence), pos_all[n].copy(), "miss"),
+                ))
+
+        # existence vote. A channel with an agreeing track next to a member sees the object
+        # (its track is a duplicate, or matched to a neighbour by the one-to-one assignment):
+        # it is not outvoted for missing it, and does not count against the object's existence
         lost = est_loser.copy()
-        if self.cfg.vote_on_existence and n_ch >= 3:
+        if self.cfg.vote_on_existence and n_ch >= 3 and n_obj:
+            flat = (comp[:, None] * n_ch + np.arange(n_ch)[None, :])[close]
+            seen = present | (np.bincount(flat, minlength=n_obj * n_ch)
+                              .reshape(n_obj, n_ch) > 0) & covers
             n_vot = covers.sum(axis=1)
             ex_vote = n_vot >= 3
-            lost |= (ex_vote & (2 * k > n_vot))[:, None] & covers & ~present
-            lost |= (ex_vote & (2 * (n_vot - k) > n_vot))[:, None] & present
+            lost |= (ex_vote & (2 * k > n_vot))[:, None] & covers & ~seen
+            lost |= (ex_vote & (2 * (n_vot - seen.sum(axis=1)) > n_vot))[:, None] & present
 
         # label of the most certain included member; velocity averaged over included members
-        tr = np.where(included, P[..., 0, 0] + P[..., 1, 1], np.inf)
-        best = np.argmin(tr, axis=1) if n_obj else np.zeros(0, np.int64)
+        trace = np.where(included, P[..., 0, 0] + P[..., 1, 1], np.inf)
+        best = np.argmin(trace, axis=1) if n_obj else np.zeros(0, np.int64)
+        labels_all = np.concatenate([c.labels for c in chans]) if n_nodes else np.zeros(0, int)
         labels = np.zeros(n_obj, dtype=np.int64)
+        if n_obj:
+            has = included.any(axis=1)
+            labels[has] = labels_all[node_of[np.arange(n_obj), best][has]]
         vel: FloatArray | None = None
-        if all(ch.vel is not None for ch in chans) and n_ch:
+        if n_ch and all(ch.vel is not None for ch in chans):
             V = np.zeros((n_obj, n_ch, 2))
-            for c, ch in enumerate(chans):
-                m = member[:, c] >= 0
-                assert ch.vel is not None
-                V[m, c] = ch.vel[member[m, c]]
+            V[comp, node_ch] = np.concatenate([ch.vel for ch in chans if ch.vel is not None])
             wv = included.astype(np.float64)
             vel = np.einsum("nk,nki->ni", wv, V) / np.maximum(wv.sum(axis=1), 1.0)[:, None]
-        for c, ch in enumerate(chans):
-            sel = (best == c) & included[:, c]
-            labels[sel] = ch.labels[member[sel, c]]
         return _GroupOut(
-            chans, member, included, est_loser, covers & trust[None, :], pos, cov, corroborated,
-            labels, vel, lost.sum(axis=0).astype(np.int64), candidates, frame,
-        )
-
-    @staticmethod
-    def _output_rows(g: _GroupOut) -> _GroupOut:
-        """Only objects with a trusted (included) member are output; votes and candidates stay."""
-        keep = g.included.any(axis=1)
-        if keep.all():
-            return g
-        return _GroupOut(
-            g.chans, g.member[keep], g.included[keep], g.est_loser[keep], g.covers[keep],
-            g.pos[keep], g.cov[keep], g.corroborated[keep], g.label[keep],
-            None if g.vel is None else g.vel[keep], g.losers, g.candidates, g.frame,
+            chans, tids, included, est_loser, lost, covers & trust[None, :], pos, cov,
+            corroborated, labels, vel, candidates, frame,
         )
 
     @staticmethod
@@ -576,22 +740,19 @@ class CrossChecker:
             pos[mix], cov[mix] = moment_match(X[mix], P[mix], included[mix])
         return pos, cov
 
-    # ------------------------------------------------------------------ identities and output
+    # ------------------------------------------------------------------ identities and votes
     def _object_ids(self, g: _GroupOut, new_prev: dict[str, tuple[IntArray, IntArray]]) -> IntArray:
         """Stable object ids: inherit the oldest id any contributing (channel, track) carried."""
-        n_obj, n_ch = g.member.shape
+        n_obj, n_ch = g.tids.shape
         prior = np.full((n_obj, n_ch), -1, dtype=np.int64)
-        tids = np.full((n_obj, n_ch), -1, dtype=np.int64)
         for c, ch in enumerate(g.chans):
-            m = g.member[:, c] >= 0
-            tids[m, c] = ch.ids[g.member[m, c]]
             prev = self._prev.get(ch.name)
-            if prev is None or prev[0].size == 0 or not m.any():
+            if prev is None or prev[0].size == 0 or not n_obj:
                 continue
             keys, vals = prev
-            q = tids[m, c]
-            at = np.clip(np.searchsorted(keys, q), 0, keys.size - 1)
-            prior[m, c] = np.where(keys[at] == q, vals[at], -1)
+            q = g.tids[:, c]
+            at = np.minimum(np.searchsorted(keys, q), keys.size - 1)
+            prior[:, c] = np.where((keys[at] == q) & (q >= 0), vals[at], -1)
         big = np.iinfo(np.int64).max
         claimed = np.where(prior >= 0, prior, big).min(axis=1) if n_ch else np.full(n_obj, big)
         claimed = np.where(claimed == big, -1, claimed)
@@ -604,40 +765,33 @@ class CrossChecker:
         claimed[new] = np.arange(self._next_id, self._next_id + new.size)
         self._next_id += int(new.size)
         for c, ch in enumerate(g.chans):
-            m = g.member[:, c] >= 0
-            order = np.argsort(tids[m, c])
-            new_prev[ch.name] = (tids[m, c][order], claimed[m][order])
+            m = g.tids[:, c] >= 0
+            order = np.argsort(g.tids[m, c])
+            new_prev[ch.name] = (g.tids[m, c][order], claimed[m][order])
         return claimed
 
-    def _objects(self, g: _GroupOut, obj_ids: IntArray) -> list[VouchedObject]:
+    def _vote_streaks(self, g: _GroupOut, streaks: dict[tuple[object, ...], int]) -> IntArray:
+        """Per channel, the objects it has been outvoted on for ``persistence`` steps in a row.
+
+        The same place is followed by the losing channel's own track, or, where it has none
+        (outvoted on existence), by the track of the object's first member. Updates ``streaks``.
+        """
+        o_idx, c_idx = np.nonzero(g.lost)
+        per_ch = np.zeros(len(g.chans), dtype=np.int64)
+        if not o_idx.size:
+            return per_ch
+        anchor = np.argmax(g.tids >= 0, axis=1)
         names = [c.name for c in g.chans]
-        tids: IntArray = np.full(g.member.shape, -1, dtype=np.int64)
-        for c, ch in enumerate(g.chans):
-            m = g.member[:, c] >= 0
-            tids[m, c] = ch.ids[g.member[m, c]]
-        out: list[VouchedObject] = []
-        inc: list[list[bool]] = g.included.tolist()
-        los: list[list[bool]] = g.est_loser.tolist()
-        cov_by: list[list[bool]] = g.covers.tolist()
-        tid_l: list[list[int]] = tids.tolist()
-        corr: list[bool] = g.corroborated.tolist()
-        lab: list[int] = g.label.tolist()
-        for o, oid in enumerate(obj_ids.tolist()):
-            row_i, row_l, row_t = inc[o], los[o], tid_l[o]
-            out.append(VouchedObject(
-                object_id=int(oid),
-                position=g.pos[o].copy(),
-                cov=g.cov[o].copy(),
-                channels=tuple(n for n, f in zip(names, row_i, strict=True) if f),
-                track_ids={n: t for n, f, t in zip(names, row_i, row_t, strict=True) if f},
-                corroborated=bool(corr[o]),
-                label=int(lab[o]),
-                velocity=None if g.vel is None else g.vel[o].copy(),
-                outvoted={n: t for n, f, t in zip(names, row_l, row_t, strict=True) if f},
-                covered_by=tuple(n for n, f in zip(names, cov_by[o], strict=True) if f),
-                frame=g.frame,
-            ))
-        return out
+        need = self.cfg.persistence
+        for o, c, a in zip(o_idx.tolist(), c_idx.tolist(), anchor[o_idx].tolist(), strict=True):
+            tid = int(g.tids[o, c])
+            key: tuple[object, ...] = (
+                (names[c], tid) if tid >= 0 else (names[c], names[a], int(g.tids[o, a]))
+            )
+            n = streaks[key] = self._losses.get(key, 0) + 1
+            if n >= need:
+                per_ch[c] += 1
+        return per_ch
 
     def _persist(
         self, candidates: list[tuple[tuple[object, ...], Disagreement]], result: CrosscheckResult
@@ -649,13 +803,10 @@ class CrossChecker:
             n = self._streak.get(key, 0) + 1
             streak[key] = n
             if n >= need:
-                if d.kind == "miss":
-                    d = Disagreement(d.channels, d.track_ids, float(n), d.threshold, d.position,
-                                     "miss", n)
-                else:
-                    d = Disagreement(d.channels, d.track_ids, d.statistic, d.threshold,
-                                     d.position, "disagreement", n)
-                result.disagreements.append(d)
+                stat = float(n) if d.kind == "miss" else d.statistic
+                result.disagreements.append(Disagreement(
+                    d.channels, d.track_ids, stat, d.threshold, d.position, d.kind, n, d.outvoted
+                ))
         self._streak = streak
 
     # ------------------------------------------------------------------ shadow channels
@@ -663,6 +814,7 @@ class CrossChecker:
         self,
         tracks: Mapping[str, Tracks | None],
         excluded: AbstractSet[str],
+        fused: Mapping[str, tuple[FloatArray, FloatArray]],
         result: CrosscheckResult,
     ) -> None:
         """Score each shadow channel against the output objects; shadows are never output."""
@@ -673,19 +825,71 @@ class CrossChecker:
             if cfg.role != "shadow" or name in excluded or tr is None:
                 continue
             sh = _confirmed(name, cfg, tr)
-            objs = [o for o in result.objects if o.frame == cfg.frame]
-            opos = np.array([o.position for o in objs]).reshape(-1, 2)
-            ocov = np.array([o.cov for o in objs]).reshape(-1, 2, 2)
-            cost = _pair_cost(sh.pos, sh.cov, opos, ocov)
-            cand = np.broadcast_to(cfg.fov.contains(opos, -margin)[None, :], cost.shape)
-            rs, ro = _assign(np.where(cand, cost, np.inf), self._gate)
-            agree = cost[rs, ro] <= self._agree
-            seen = np.zeros(len(objs), dtype=bool)
+            opos, ocov = fused.get(cfg.frame, (np.zeros((0, 2)), np.zeros((0, 2, 2))))
+            inside = fov_masks([cfg.fov], opos, (-margin, margin))[:, 0, :]
+            i, j, d2 = gated_pairs(sh.pos, sh.cov, opos, ocov, self._gate)
+            keep = inside[j, 0]
+            rs, ro, dd = assign_sparse(i[keep], j[keep], d2[keep], self._gate)
+            agree = dd <= self._agree
+            seen = np.zeros(opos.shape[0], dtype=bool)
             seen[ro] = True
-            missed = cfg.fov.contains(opos, margin) & ~seen
+            missed = inside[:, 1] & ~seen
             result.shadow[name] = ShadowStats(
                 matched=int(agree.sum()),
                 missed=int(missed.sum()),
                 extra=int(len(sh) - rs.size),
                 disagreeing=int((~agree).sum()),
             )
+
+
+# ----------------------------------------------------------------------------- output objects
+_new = object.__new__
+_set = object.__setattr__
+
+
+def _make_objects(g: _GroupOut, obj_ids: IntArray) -> list[VouchedObject]:
+    """The group's VouchedObjects, built in one pass over plain Python rows.
+
+    Channel tuples come from a table indexed by the membership bit pattern; each instance gets
+    its attribute dict in one assignment (what the frozen dataclass ``__init__`` would set, field
+    by field, at about twice the cost).
+    """
+    names = [c.name for c in g.chans]
+    n_ch = len(names)
+    n_obj = int(obj_ids.shape[0])
+    if n_obj == 0:
+        return []
+    bits = 1 << np.arange(n_ch, dtype=np.int64)
+    by_code = [tuple(n for k, n in enumerate(names) if code >> k & 1) for code in range(1 << n_ch)]
+    idx_code = [[k for k in range(n_ch) if code >> k & 1] for code in range(1 << n_ch)]
+    inc = (g.included @ bits).tolist()
+    los = (g.est_loser @ bits).tolist()
+    cvb = (g.covers @ bits).tolist()
+    tid = g.tids.tolist()
+    corr = g.corroborated.tolist()
+    lab = g.label.tolist()
+    oids = obj_ids.tolist()
+    pos = list(g.pos)
+    cov = list(g.cov)
+    vel: list[FloatArray | None] = [None] * n_obj if g.vel is None else list(g.vel)
+    frame = g.frame
+    out: list[VouchedObject] = []
+    for o in range(n_obj):
+        row = tid[o]
+        ci, cl = inc[o], los[o]
+        obj = _new(VouchedObject)
+        _set(obj, "__dict__", {
+            "object_id": oids[o],
+            "position": pos[o],
+            "cov": cov[o],
+            "channels": by_code[ci],
+            "track_ids": {names[k]: row[k] for k in idx_code[ci]},
+            "corroborated": corr[o],
+            "label": lab[o],
+            "velocity": vel[o],
+            "outvoted": {names[k]: row[k] for k in idx_code[cl]} if cl else {},
+            "covered_by": by_code[cvb[o]],
+            "frame": frame,
+        })
+        out.append(obj)
+    return out
