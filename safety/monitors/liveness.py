@@ -77,8 +77,11 @@ class LivenessMonitor:
             ):
                 st.arrivals.popleft()
             since = t - (st.last_valid if st.last_valid is not None else self._t0)
-            if since > ch.timeout_s:
-                never = st.last_valid is None
+            never = st.last_valid is None
+            # a channel that has never delivered is not vouched for once it has missed its
+            # first two expected deliveries (its timeout assumes it was running before)
+            limit = min(ch.timeout_s, 2.0 / ch.expected_rate_hz) if never else ch.timeout_s
+            if since > limit:
                 out.append(
                     finding(
                         self.spec,
@@ -86,10 +89,10 @@ class LivenessMonitor:
                         t,
                         f"{label(name).capitalize()} has delivered no valid input "
                         f"{'since start-up, ' if never else ''}for {since:.2f} s "
-                        f"(limit {ch.timeout_s:.2f} s).",
+                        f"(limit {limit:.2f} s).",
                         channel=name,
                         value=since,
-                        threshold=ch.timeout_s,
+                        threshold=limit,
                         window=since,
                     )
                 )
