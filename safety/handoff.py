@@ -132,12 +132,54 @@ def root_causes(findings: Iterable[Finding], limit: int = 3) -> list[Finding]:
     return ordered[:limit]
 
 
+#: Driver-facing wording per finding kind (longest matching prefix wins). The technical message
+#: with numbers stays in the request's evidence; the reason is what a person reads at a glance.
+_PHRASES: tuple[tuple[str, str], ...] = (
+    ("integrity.frozen", "the {ch} image is frozen"),
+    ("integrity.stuck", "the {ch} output is stuck"),
+    ("integrity.detector", "the {ch} detector has failed"),
+    ("integrity.time", "the {ch} timestamps are wrong"),
+    ("integrity.stale_timestamp", "the {ch} data is out of date"),
+    ("integrity", "the {ch} is sending corrupted data"),
+    ("liveness.latency", "the {ch} data arrives too late"),
+    ("liveness", "the {ch} has stopped delivering"),
+    ("confidence", "the {ch} is no longer sure what it sees"),
+    ("consistency", "the {ch} tracking no longer fits its measurements"),
+    ("drift", "the {ch} has lost track of an object"),
+    ("crosscheck.disagreement", "the sensors disagree about an object"),
+    ("crosscheck", "the {ch} contradicts the other sensors"),
+    ("calibration", "the sensors have drifted out of calibration"),
+    ("distribution", "the {ch} sees conditions it was not validated for"),
+    ("deadline", "the perception system is running too slowly"),
+    ("perception.unavailable", "no sensor is delivering usable data"),
+    ("internal", "the safety monitor has failed"),
+)
+
+
+def driver_phrase(f: Finding) -> str:
+    """A short clause a driver understands for one finding (its own message if no kind fits)."""
+    best = max(
+        (p for p in _PHRASES if f.kind.startswith(p[0])), key=lambda p: len(p[0]), default=None
+    )
+    if best is None:
+        return _lower_first(_clause(f.message))
+    return best[1].format(ch=(f.channel or "perception").replace("_", " "))
+
+
 def takeover_reason(findings: Sequence[Finding]) -> str:
-    """One plain sentence from the root-cause messages, ending with the request to take over."""
-    causes = root_causes(findings)
-    parts = [_clause(f.message) for f in causes] or ["Perception can no longer be vouched for"]
-    text = "; ".join(parts[:1] + [_lower_first(p) for p in parts[1:]])
-    return f"{text} — please take over."
+    """One plain sentence naming what went wrong, ending with the request to take over.
+
+    E.g. "The camera image is frozen and the radar has stopped delivering — please take over."
+    """
+    phrases: list[str] = []
+    for f in root_causes(findings):
+        p = driver_phrase(f)
+        if p not in phrases:
+            phrases.append(p)
+    if not phrases:
+        phrases = ["perception can no longer be vouched for"]
+    text = phrases[0] if len(phrases) == 1 else ", ".join(phrases[:-1]) + " and " + phrases[-1]
+    return f"{text[:1].upper()}{text[1:]} — please take over."
 
 
 def affected_objects(

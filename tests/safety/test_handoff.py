@@ -21,14 +21,25 @@ from safety.handoff import (
 )
 
 
-def fd(kind: str, channel: str | None, msg: str, impact: Impact = Impact.CHANNEL,
-       track_ids: tuple[int, ...] = ()) -> Finding:
+def fd(
+    kind: str,
+    channel: str | None,
+    msg: str,
+    impact: Impact = Impact.CHANNEL,
+    track_ids: tuple[int, ...] = (),
+) -> Finding:
     return Finding(kind, "m", channel, impact, 1.0, 0.5, 0.0, msg, 0.0, track_ids)
 
 
 def obj(i: int, x: float, y: float = 0.0, channels: tuple[str, ...] = ("radar",)) -> VouchedObject:
-    return VouchedObject(object_id=i, position=np.array([x, y]), cov=np.eye(2), channels=channels,
-                         track_ids={c: 100 + i for c in channels}, corroborated=len(channels) > 1)
+    return VouchedObject(
+        object_id=i,
+        position=np.array([x, y]),
+        cov=np.eye(2),
+        channels=channels,
+        track_ids={c: 100 + i for c in channels},
+        corroborated=len(channels) > 1,
+    )
 
 
 # --------------------------------------------------------------------------- takeover
@@ -40,21 +51,35 @@ def test_stage_timing() -> None:
     cfg = TakeoverConfig(budget_s=10.0, warning_after_s=3.0, critical_last_s=4.0)
     req = make_takeover_request(5.0, [fd("a", "camera", "Camera image frozen")], cfg)
     assert req.issued_at == 5.0 and req.deadline == 15.0
-    expect = {5.0: "information", 7.99: "information", 8.0: "warning", 10.99: "warning",
-              11.0: "critical", 14.99: "critical", 15.0: "expired", 99.0: "expired"}
+    expect = {
+        5.0: "information",
+        7.99: "information",
+        8.0: "warning",
+        10.99: "warning",
+        11.0: "critical",
+        14.99: "critical",
+        15.0: "expired",
+        99.0: "expired",
+    }
     for t, stage in expect.items():
         assert req.stage(t) == TakeoverStage(stage), t
     assert req.remaining(5.0) == 10.0 and req.remaining(12.5) == 2.5 and req.remaining(20.0) == 0
     assert req.stage(math.nan) is TakeoverStage.EXPIRED
 
 
-@given(budget=st.floats(1.0, 60.0), warn_frac=st.floats(0, 1), crit_frac=st.floats(0.01, 1),
-       t=st.floats(-5.0, 80.0))
-def test_stages_are_ordered_in_time(budget: float, warn_frac: float, crit_frac: float,
-                                    t: float) -> None:
+@given(
+    budget=st.floats(1.0, 60.0),
+    warn_frac=st.floats(0, 1),
+    crit_frac=st.floats(0.01, 1),
+    t=st.floats(-5.0, 80.0),
+)
+def test_stages_are_ordered_in_time(
+    budget: float, warn_frac: float, crit_frac: float, t: float
+) -> None:
     crit = crit_frac * budget
-    cfg = TakeoverConfig(budget_s=budget, warning_after_s=warn_frac * (budget - crit),
-                         critical_last_s=crit)
+    cfg = TakeoverConfig(
+        budget_s=budget, warning_after_s=warn_frac * (budget - crit), critical_last_s=crit
+    )
     req = make_takeover_request(0.0, [], cfg)
     order = list(TakeoverStage)
     s1, s2 = req.stage(t), req.stage(t + 0.5)
@@ -66,9 +91,12 @@ def test_stages_are_ordered_in_time(budget: float, warn_frac: float, crit_frac: 
 
 @pytest.mark.parametrize(
     ("kwargs", "needle"),
-    [({"budget_s": 3.0, "critical_last_s": 4.0}, "critical stage"),
-     ({"budget_s": 6.0, "warning_after_s": 3.0, "critical_last_s": 4.0}, "warning stages"),
-     ({"budget_s": 0.0}, "greater than 0"), ({"budget_s": -1.0}, "greater than 0")],
+    [
+        ({"budget_s": 3.0, "critical_last_s": 4.0}, "critical stage"),
+        ({"budget_s": 6.0, "warning_after_s": 3.0, "critical_last_s": 4.0}, "warning stages"),
+        ({"budget_s": 0.0}, "greater than 0"),
+        ({"budget_s": -1.0}, "greater than 0"),
+    ],
 )
 def test_takeover_budget_shorter_than_stages_is_rejected(kwargs: dict, needle: str) -> None:
     with pytest.raises(ValidationError, match=needle):
@@ -82,20 +110,41 @@ def test_reason_is_one_plain_sentence_from_root_causes() -> None:
         fd("confidence.low", "camera", "Low confidence", Impact.INFO),
     ]
     reason = takeover_reason(found)
-    assert reason == "Camera image frozen; radar has sent nothing for 1.5 s — please take over."
-    assert reason.count(".") == 2  # "1.5" and the final full stop: one sentence
-    assert takeover_reason([fd("x", None, "NaN in radar detections")]).startswith("NaN in")
-    assert takeover_reason([]).endswith("please take over.")
+    # most severe first, INFO left out, driver wording (numbers stay in the evidence)
+    assert (
+        reason
+        == "The camera image is frozen and the radar has stopped delivering — please take over."
+    )
+    assert reason.count(".") == 1  # one sentence
+    three = [*found[:2], fd("calibration.drift", None, "Bias 0.8 m", Impact.SYSTEM)]
+    assert takeover_reason(three) == (
+        "The sensors have drifted out of calibration, the camera image is frozen and the radar "
+        "has stopped delivering — please take over."
+    )
+    dup = [
+        fd("liveness.stale", "radar", "a", Impact.CHANNEL),
+        fd("liveness.rate", "radar", "b", Impact.CHANNEL),
+    ]
+    assert takeover_reason(dup) == "The radar has stopped delivering — please take over."
+    assert takeover_reason([fd("x", None, "NaN in radar detections")]) == (
+        "NaN in radar detections — please take over."
+    )
+    assert takeover_reason([]) == "Perception can no longer be vouched for — please take over."
 
 
 def test_affected_objects_follow_faulted_channels_and_tracks() -> None:
-    objects = [obj(1, 10.0, channels=("camera", "radar")), obj(2, 20.0, channels=("radar",)),
-               obj(3, 30.0, channels=("camera",))]
-    req = make_takeover_request(0.0, [fd("a", "camera", "Camera frozen")], TakeoverConfig(),
-                                objects=objects)
+    objects = [
+        obj(1, 10.0, channels=("camera", "radar")),
+        obj(2, 20.0, channels=("radar",)),
+        obj(3, 30.0, channels=("camera",)),
+    ]
+    req = make_takeover_request(
+        0.0, [fd("a", "camera", "Camera frozen")], TakeoverConfig(), objects=objects
+    )
     assert req.affected_objects == (1, 3)
-    req = make_takeover_request(0.0, [fd("a", "radar", "ghost", track_ids=(102,))],
-                                TakeoverConfig(), objects=objects)
+    req = make_takeover_request(
+        0.0, [fd("a", "radar", "ghost", track_ids=(102,))], TakeoverConfig(), objects=objects
+    )
     assert req.affected_objects == (2,)
     req = make_takeover_request(0.0, [fd("a", None, "system")], TakeoverConfig(), objects=objects)
     assert req.affected_objects == (1, 2, 3)
@@ -105,9 +154,13 @@ def test_affected_objects_follow_faulted_channels_and_tracks() -> None:
 
 # --------------------------------------------------------------------------- fallback
 CFG = FallbackConfig(
-    tiers=[FallbackTier(name="comfortable_stop", deceleration=2.0),
-           FallbackTier(name="emergency_stop", deceleration=6.0)],
-    path_half_width_m=1.5, stop_margin_m=2.0, actuation_delay_s=0.0,
+    tiers=[
+        FallbackTier(name="comfortable_stop", deceleration=2.0),
+        FallbackTier(name="emergency_stop", deceleration=6.0),
+    ],
+    path_half_width_m=1.5,
+    stop_margin_m=2.0,
+    actuation_delay_s=0.0,
 )
 
 
@@ -164,10 +217,18 @@ def test_tier_choice_is_minimal_and_sufficient(speed: float, dist: float) -> Non
 
 def test_tiers_must_go_gentlest_to_strongest() -> None:
     with pytest.raises(ValidationError, match="gentlest to strongest"):
-        FallbackConfig(tiers=[FallbackTier(name="a", deceleration=6.0),
-                              FallbackTier(name="b", deceleration=2.0)])
+        FallbackConfig(
+            tiers=[
+                FallbackTier(name="a", deceleration=6.0),
+                FallbackTier(name="b", deceleration=2.0),
+            ]
+        )
     with pytest.raises(ValidationError, match="duplicate tier"):
-        FallbackConfig(tiers=[FallbackTier(name="a", deceleration=1.0),
-                              FallbackTier(name="a", deceleration=2.0)])
+        FallbackConfig(
+            tiers=[
+                FallbackTier(name="a", deceleration=1.0),
+                FallbackTier(name="a", deceleration=2.0),
+            ]
+        )
     with pytest.raises(ValidationError):
         FallbackTier(name="a", deceleration=0.0)

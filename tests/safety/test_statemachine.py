@@ -126,14 +126,16 @@ def test_covered_fault_degrades_then_recovers_after_clean_interval() -> None:
 
 def test_uncovered_fault_requests_takeover_same_step() -> None:
     c = Core()
-    found = [f("frozen", "camera", Impact.CHANNEL, msg="Camera image frozen"),
-             f("stale", "radar", Impact.CHANNEL, msg="Radar has sent nothing for 1.5 s")]
+    found = [f("integrity.frozen_frame", "camera", Impact.CHANNEL, msg="Camera image frozen"),
+             f("liveness.stale", "radar", Impact.CHANNEL, msg="Radar has sent nothing for 1.5 s")]
     tr, _, _ = c.step(0.0, found)
     assert tr is not None and tr.target is HealthState.TAKEOVER_REQUESTED
     req = c.sm.takeover
     assert req is not None and req.deadline == pytest.approx(10.0)
-    assert req.reason == ("Camera image frozen; radar has sent nothing for 1.5 s — "
+    assert req.reason == ("The camera image is frozen and the radar has stopped delivering — "
                           "please take over.")
+    assert [e.message for e in req.evidence] == ["Camera image frozen",
+                                                 "Radar has sent nothing for 1.5 s"]
 
 
 def test_takeover_deadline_leads_to_latched_minimal_risk() -> None:
