@@ -3,7 +3,8 @@
 ``detections()`` valid Detections; ``worlds()`` WorldConfigs; ``triggers()``; ``fault_configs()``
 and ``fault_schedules()`` random faults with triggers inside a duration; ``sensor_configs()``;
 ``human_configs()``; ``scenarios()`` a full ``sim.scenario.ScenarioConfig`` when that schema is
-available, else the equivalent dict.
+available, else the equivalent dict; ``default_config_scenarios()`` physically plausible worlds
+with fault schedules against ``SupervisorConfig.default()`` (the silent-failure property).
 """
 
 from __future__ import annotations
@@ -13,11 +14,15 @@ from typing import Any
 
 import numpy as np
 from hypothesis import strategies as st
+from numpy.typing import NDArray
 
 from perception.detections import Detections
 from safety.channels import FieldOfView
+from safety.config import SupervisorConfig
 from sim.faults import FaultConfig
 from sim.human import HumanConfig
+from sim.metrics import CriticalZone
+from sim.rng import child, root
 from sim.sensors import CameraConfig, RadarConfig
 from sim.triggers import TriggerConfig
 from sim.world import (
@@ -29,19 +34,26 @@ from sim.world import (
     LaneChangeMotion,
     RandomWalkMotion,
     StopAndGoMotion,
+    World,
     WorldConfig,
 )
 
 __all__ = [
+    "DEFAULT_CONFIG_FAULT_KINDS",
+    "EGO_BODY",
     "FAULT_KINDS",
     "actor_configs",
+    "covered_zone",
+    "default_config_scenarios",
     "detections",
     "fault_configs",
     "fault_schedules",
     "human_configs",
+    "plausible_world",
     "scenarios",
     "sensor_configs",
     "triggers",
+    "world_trajectory",
     "worlds",
 ]
 
@@ -232,15 +244,25 @@ def fault_configs(
     channels: Sequence[str] = ("camera",),
     duration: float = 20.0,
     kinds: Sequence[str] | None = None,
+    stop_triggers: bool = False,
 ) -> Any:
-    """One fault on one of ``channels``, starting within ``duration`` and lasting 0.5 s or more."""
+    """One fault on one of ``channels``, starting within ``duration`` and lasting 0.5 s or more.
+
+    With ``stop_triggers`` the end is a ``duration``, a ``stop`` trigger inside the run (possibly
+    re-armed: ``repeat``), or never.
+    """
     kind = draw(st.sampled_from(list(kinds or MEASUREMENT_FAULT_KINDS)))
     start = draw(triggers(duration=duration))
     length = draw(st.one_of(st.none(), _f(0.5, max(0.5, duration / 2))))
     data = {
         "kind": kind, "channel": draw(st.sampled_from(list(channels))),
-        "start": start.model_dump(), "duration": length, **_params(draw, kind),
+        "start": start.model_dump(), "duration": length,
+        **_params(draw, kind),
     }  # fmt: skip
+    if stop_triggers and length is not None and draw(st.booleans()):
+        # the same length expressed as a stop trigger (time after the start's earliest time)
+        stop_at = round(min(_earliest(start) + length, 0.98 * duration), 3)
+        data.update(duration=None, stop={"at": stop_at}, repeat=draw(st.booleans()))
     from pydantic import TypeAdapter
 
     return TypeAdapter(FaultConfig).validate_python(data)
@@ -255,12 +277,23 @@ def fault_schedules(
     min_faults: int = 0,
     max_faults: int = 3,
     kinds: Sequence[str] | None = None,
+    stop_triggers: bool = False,
 ) -> list[Any]:
     """A list of faults with triggers inside ``duration`` (possibly several on one channel)."""
     n = draw(st.integers(min_faults, max_faults))
     return [
-        draw(fault_configs(channels=channels, duration=duration, kinds=kinds)) for _ in range(n)
+        draw(fault_configs(channels=channels, duration=duration, kinds=kinds,
+                           stop_triggers=stop_triggers))
+        for _ in range(n)
+    ]  # fmt: skip
+
+
+def _earliest(trigger: TriggerConfig) -> float:
+    """The earliest simulation time at which ``trigger`` may fire (0 if it has no time bound)."""
+    times = [
+        float(c.value) for g in trigger.groups() for c in g if c.kind == "simulation_time"
     ]
+    return min(times, default=0.0)
 
 
 # ----------------------------------------------------------------------------- human
@@ -329,4 +362,180 @@ def _to_scenario(data: dict[str, Any]) -> Any:
         from sim.scenario import ScenarioConfig
     except ImportError:  # the scenario schema is not available: hand back the dict
         return data
+    return ScenarioConfig.model_validate(data)
+
+
+# ----------------------------------------------------------------------------- default config
+#: Fault kinds that act on the default configuration's channels (measurement-level ground points).
+#: glare, darkness and blur corrupt rendered frames only: on Detections they change nothing.
+DEFAULT_CONFIG_FAULT_KINDS: tuple[str, ...] = MEASUREMENT_FAULT_KINDS
+
+#: The ego's body in its own frame (x_min, x_max, y_min, y_max) m: the sensors sit at the front
+#: bumper (the origin) and the body extends 4.5 m behind it.
+EGO_BODY: tuple[float, float, float, float] = (-4.5, 0.0, -0.9, 0.9)
+
+
+def world_trajectory(
+    world: WorldConfig, *, duration: float, rate_hz: float = 10.0, seed: int = 0
+) -> NDArray[np.float64]:
+    """Ego-frame actor positions (steps, actors, 2) exactly as ``run_scenario`` sees them.
+
+    The world draws from the run's ``"world"`` stream, as the runner does; the ego keeps its
+    configured speed (the runner only changes it once a minimal-risk manoeuvre is commanded).
+    """
+    w = World(world, child(root(int(seed)), "world"))
+    steps = int(np.floor(duration * rate_hz + 1e-9)) + 1
+    out = np.empty((steps, len(world.actors), 2))
+    truth = w.truth()
+    for i in range(steps):
+        if i > 0:
+            truth = w.step(i / rate_hz - w.t)
+        out[i] = truth.positions
+    return out
+
+
+def _half_extents(world: WorldConfig) -> NDArray[np.float64]:
+    """(A, 2) half extents along x and y of each actor's footprint, for its direction of travel.
+
+    Crossing actors walk across the road (length along y); random walkers turn any way (the
+    larger half size on both axes).
+    """
+    out = np.empty((len(world.actors), 2))
+    for i, a in enumerate(world.actors):
+        length, width, _ = a.footprint()
+        pattern = a.motion.pattern
+        if pattern == "crossing":
+            out[i] = (width / 2, length / 2)
+        elif pattern == "random_walk":
+            out[i] = max(length, width) / 2
+        else:
+            out[i] = (length / 2, width / 2)
+    return out
+
+
+def _colliding(
+    world: WorldConfig, pos: NDArray[np.float64], clearance: float
+) -> tuple[NDArray[np.bool_], NDArray[np.bool_]]:
+    """Which actors ever come within ``clearance`` of the ego body, and of each other (A, A)."""
+    h = _half_extents(world)
+    x0, x1, y0, y1 = EGO_BODY
+    ego_c = np.array([(x0 + x1) / 2, (y0 + y1) / 2])
+    ego_h = np.array([(x1 - x0) / 2, (y1 - y0) / 2])
+    d_ego = np.abs(pos - ego_c)  # (T, A, 2)
+    ego = np.any(np.all(d_ego < ego_h + h + clearance, axis=2), axis=0)
+    d = np.abs(pos[:, :, None, :] - pos[:, None, :, :])  # (T, A, A, 2)
+    pair = np.any(np.all(d < h[:, None, :] + h[None, :, :] + clearance, axis=3), axis=0)
+    np.fill_diagonal(pair, False)
+    return ego, pair
+
+
+def plausible_world(
+    world: WorldConfig,
+    *,
+    duration: float,
+    rate_hz: float = 10.0,
+    seed: int = 0,
+    clearance: float = 0.3,
+) -> WorldConfig:
+    """``world`` without the actors that would drive into the ego or into an earlier actor.
+
+    The simulated world has no collisions: actors pass through each other and through the ego,
+    which no sensor model or safety argument is meant for (two cars in one place, a car inside
+    the ego). Dropping an actor can change the random walkers' draws, so it re-simulates until
+    no collision is left.
+    """
+    while world.actors:
+        pos = world_trajectory(world, duration=duration, rate_hz=rate_hz, seed=seed)
+        ego, pair = _colliding(world, pos, clearance)
+        drop = ego.copy()
+        for i in range(len(world.actors)):  # keep the earlier actor of a colliding pair
+            if not drop[i] and np.any(pair[i, :i] & ~drop[:i]):
+                drop[i] = True
+        if not drop.any():
+            break
+        keep = [a for a, d in zip(world.actors, drop, strict=True) if not d]
+        world = world.model_copy(update={"actors": keep})
+    return world
+
+
+def covered_zone(
+    cfg: SupervisorConfig, zone: CriticalZone | None = None, *, margin: float = 0.5
+) -> CriticalZone:
+    """The part of ``zone`` (its x range trimmed) inside every non-shadow ground channel's FOV.
+
+    Fault detection by redundancy can only be asked for where the channels overlap; outside
+    them an actor is unseen without any fault (a coverage question, not a fault-detection one).
+    ``margin`` keeps the zone that far inside the FOV edges.
+    """
+    z = zone or CriticalZone()
+    y = max(abs(z.y[0]), abs(z.y[1])) + margin
+    x_lo, x_hi = z.x
+    for c in cfg.channels:
+        if c.role == "shadow" or c.frame != "ground":
+            continue
+        half = np.radians(min(-c.fov.azimuth_min_deg, c.fov.azimuth_max_deg))
+        if half <= 0:
+            raise ValueError(f"channel {c.name!r} does not look ahead: no zone to cover")
+        near = y / np.tan(half) if half < np.pi / 2 else 0.0
+        x_lo = max(x_lo, near, c.fov.range_min + margin)
+        x_hi = min(x_hi, float(np.sqrt(max((c.fov.range_max - margin) ** 2 - y * y, 0.0))))
+    if x_hi <= x_lo:
+        raise ValueError("the channels' fields of view leave nothing of the critical zone")
+    return CriticalZone(x=(round(float(x_lo), 3), round(float(x_hi), 3)), y=z.y)
+
+
+@st.composite
+def default_config_scenarios(
+    draw: st.DrawFn,
+    *,
+    duration: float = 12.0,
+    rate_hz: float = 10.0,
+    min_actors: int = 1,
+    max_actors: int = 4,
+    min_faults: int = 1,
+    max_faults: int = 3,
+    kinds: Sequence[str] | None = None,
+    config: SupervisorConfig | None = None,
+) -> Any:
+    """A scenario against ``SupervisorConfig.default()`` (or ``config``) with a fault schedule.
+
+    Plausible world (:func:`plausible_world`), one default-model sensor per channel seeing
+    exactly the channel's declared FOV, ``min_faults``–``max_faults`` faults of ``kinds``
+    (default: every kind that acts on these channels) on random channels, with start triggers
+    and stop triggers or durations inside the run, an absent driver (a takeover request runs
+    into the MRM, the most demanding path), and the critical zone of the tolerance trimmed to
+    what the channels cover (:func:`covered_zone`). Returns a validated ``ScenarioConfig``.
+    """
+    from sim.scenario import ScenarioConfig
+
+    sup = config or SupervisorConfig.default()
+    seed = draw(st.integers(0, 2**32 - 1))
+    world = draw(worlds(min_actors=min_actors, max_actors=max_actors))
+    world = plausible_world(world, duration=duration, rate_hz=rate_hz, seed=seed)
+    sensors: list[Any] = []
+    for c in sup.channels:
+        if c.kind == "radar":
+            sensors.append(RadarConfig(channel=c.name, rate_hz=c.expected_rate_hz, fov=c.fov))
+        else:
+            sensors.append(CameraConfig(channel=c.name, rate_hz=c.expected_rate_hz, fov=c.fov))
+    names = [c.name for c in sup.channels]
+    faults = draw(
+        fault_schedules(
+            channels=names, duration=duration, min_faults=min_faults, max_faults=max_faults,
+            kinds=kinds or DEFAULT_CONFIG_FAULT_KINDS, stop_triggers=True,
+        )
+    )  # fmt: skip
+    data: dict[str, Any] = {
+        "name": f"property-{seed}",
+        "description": "generated by sim.strategies.default_config_scenarios",
+        "duration_s": duration,
+        "rate_hz": rate_hz,
+        "seed": seed,
+        "world": world.model_dump(mode="json"),
+        "sensors": [s.model_dump(mode="json") for s in sensors],
+        "supervisor": sup.model_dump(mode="json"),
+        "faults": [f.model_dump(mode="json", exclude_none=True) for f in faults],
+        "human": {"profile": "absent"},
+        "tolerance": {"critical_zone": covered_zone(sup).model_dump(mode="json")},
+    }
     return ScenarioConfig.model_validate(data)
