@@ -91,12 +91,18 @@ class SupervisorConfig(BaseModel):
         """A loadable two-channel setup: a primary camera and a redundant radar, ground frame."""
         return cls(
             channels=[
-                ChannelConfig(name="camera", kind="camera", role="primary",
-                              fov=FieldOfView(azimuth_min_deg=-45, azimuth_max_deg=45,
-                                              range_max=60.0)),
-                ChannelConfig(name="radar", kind="radar", role="redundant",
-                              fov=FieldOfView(azimuth_min_deg=-45, azimuth_max_deg=45,
-                                              range_max=60.0)),
+                ChannelConfig(
+                    name="camera",
+                    kind="camera",
+                    role="primary",
+                    fov=FieldOfView(azimuth_min_deg=-45, azimuth_max_deg=45, range_max=60.0),
+                ),
+                ChannelConfig(
+                    name="radar",
+                    kind="radar",
+                    role="redundant",
+                    fov=FieldOfView(azimuth_min_deg=-45, azimuth_max_deg=45, range_max=60.0),
+                ),
             ]
         )
 
@@ -109,13 +115,20 @@ class SupervisorConfig(BaseModel):
         ``node`` (the composed YAML node of ``data``) gives problems their line and column.
         """
         if not isinstance(data, Mapping):
-            raise ConfigError(source, [ConfigProblem(
-                "", f"expected a mapping of settings, got {type(data).__name__}",
-                *_mark(node, ()))])
+            raise ConfigError(
+                source,
+                [
+                    ConfigProblem(
+                        "",
+                        f"expected a mapping of settings, got {type(data).__name__}",
+                        *yaml_mark(node, ()),
+                    )
+                ],
+            )
         try:
             return cls.model_validate(dict(data))
         except ValidationError as exc:
-            raise ConfigError(source, _problems(exc, data, node)) from None
+            raise ConfigError(source, validation_problems(exc, data, node)) from None
 
     @classmethod
     def from_yaml_text(cls, text: str, source: str = "<string>") -> SupervisorConfig:
@@ -128,8 +141,9 @@ class SupervisorConfig(BaseModel):
             line = mark.line + 1 if mark is not None else None
             col = mark.column + 1 if mark is not None else None
             problem = getattr(exc, "problem", None) or str(exc)
-            raise ConfigError(source, [ConfigProblem("", f"YAML syntax: {problem}", line, col)]) \
-                from None
+            raise ConfigError(
+                source, [ConfigProblem("", f"YAML syntax: {problem}", line, col)]
+            ) from None
         if data is None:
             data = {}
         return cls.from_mapping(data, source=source, node=node)
@@ -141,8 +155,9 @@ class SupervisorConfig(BaseModel):
         try:
             text = p.read_text(encoding="utf-8")
         except OSError as exc:
-            raise ConfigError(str(p), [ConfigProblem("", f"cannot read: {exc.strerror or exc}")]) \
-                from None
+            raise ConfigError(
+                str(p), [ConfigProblem("", f"cannot read: {exc.strerror or exc}")]
+            ) from None
         return cls.from_yaml_text(text, source=str(p))
 
     def to_yaml(self, path: str | Path | None = None) -> str:
@@ -192,7 +207,14 @@ _PINNED = re.compile(r"^(?:Value error, |Assertion failed, )?@([\w.\-]*): (.*)$"
 _PREFIX = re.compile(r"^(?:Value error, |Assertion failed, )")
 
 
-def _problems(exc: ValidationError, data: Any, node: yaml.Node | None) -> list[ConfigProblem]:
+def validation_problems(
+    exc: ValidationError, data: Any, node: yaml.Node | None
+) -> list[ConfigProblem]:
+    """pydantic errors as problems naming the key path, the reason and the YAML line/column.
+
+    A model-level validator pins its message to a key with ``"@path.to.key: reason"``; one that
+    only names the field in words gets the key found in the message. Shared by every loader.
+    """
     out: list[ConfigProblem] = []
     for err in exc.errors(include_url=False):
         loc = tuple(err.get("loc", ()))
@@ -204,12 +226,16 @@ def _problems(exc: ValidationError, data: Any, node: yaml.Node | None) -> list[C
         else:
             msg = _PREFIX.sub("", msg)
             loc = loc + _named_key(loc, msg, data)
+        # drop pydantic's union-member tags (e.g. "function-after[...]" in a validated union)
+        loc = tuple(x for x in loc if not (isinstance(x, str) and x.startswith("function-")))
         if err.get("type") == "extra_forbidden":
             msg = "unknown key (not a setting here; check spelling)"
         elif err.get("type") == "missing":
             msg = "required key is missing"
+        elif err.get("type") == "union_tag_invalid":
+            msg = msg.replace("Input tag", "kind")
         key = ".".join(str(p) for p in loc)
-        out.append(ConfigProblem(key, msg, *_mark(node, loc)))
+        out.append(ConfigProblem(key, msg, *yaml_mark(node, loc)))
     return out
 
 
@@ -230,13 +256,21 @@ def _named_key(loc: Sequence[str | int], msg: str, data: Any) -> tuple[str, ...]
     here = _at(data, loc)
     if not isinstance(here, Mapping):
         return ()
-    hits = [(m.start(), k) for k in here if isinstance(k, str)
-            for m in [re.search(rf"(?<![\w.]){re.escape(k)}(?!\w)", msg)] if m]
+    hits = [
+        (m.start(), k)
+        for k in here
+        if isinstance(k, str)
+        for m in [re.search(rf"(?<![\w.]){re.escape(k)}(?!\w)", msg)]
+        if m
+    ]
     return (min(hits)[1],) if hits else ()
 
 
-def _mark(node: yaml.Node | None, loc: Sequence[str | int]) -> tuple[int | None, int | None]:
-    """Line and column (1-based) of the deepest node along ``loc`` (the key itself if present)."""
+def yaml_mark(node: yaml.Node | None, loc: Sequence[Any]) -> tuple[int | None, int | None]:
+    """Line and column (1-based) of the deepest YAML node along ``loc`` (the key itself if present).
+
+    A path part with no key at a mapping (a discriminated union's tag) leaves the search there.
+    """
     if node is None:
         return (None, None)
     mark = node.start_mark
@@ -248,13 +282,12 @@ def _mark(node: yaml.Node | None, loc: Sequence[str | int]) -> tuple[int | None,
                     mark, cur = k.start_mark, v
                     break
             else:
-                break
+                continue
         elif isinstance(cur, yaml.SequenceNode) and isinstance(part, int):
-            if 0 <= part < len(cur.value):
-                cur = cur.value[part]
-                mark = cur.start_mark
-            else:
+            if not 0 <= part < len(cur.value):
                 break
+            cur = cur.value[part]
+            mark = cur.start_mark
         else:
             break
     return (mark.line + 1, mark.column + 1)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import copy
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -26,7 +26,13 @@ from pydantic import (
     model_validator,
 )
 
-from safety.config import ConfigError, ConfigProblem, SupervisorConfig
+from safety.config import (
+    ConfigError,
+    ConfigProblem,
+    SupervisorConfig,
+    validation_problems,
+    yaml_mark,
+)
 from sim.criteria import Criterion
 from sim.faults import FaultConfig
 from sim.human import HumanConfig
@@ -281,61 +287,18 @@ def scenario_from_mapping(
     if not isinstance(data, Mapping):
         raise ScenarioError(
             source,
-            [ConfigProblem("", f"expected a mapping, got {type(data).__name__}", *_mark(node, ()))],
+            [
+                ConfigProblem(
+                    "", f"expected a mapping, got {type(data).__name__}", *yaml_mark(node, ())
+                )
+            ],
         )
     try:
         return ScenarioConfig.model_validate(dict(data), context={"base_dir": str(base_dir)})
     except ValidationError as exc:
-        raise ScenarioError(source, _problems(exc, node)) from None
+        raise ScenarioError(source, validation_problems(exc, data, node)) from None
 
 
-def _problems(exc: ValidationError, node: yaml.Node | None) -> list[ConfigProblem]:
-    out: list[ConfigProblem] = []
-    for err in exc.errors(include_url=False):
-        loc: tuple[Any, ...] = tuple(err.get("loc", ()))
-        msg = str(err.get("msg", "invalid"))
-        for prefix in ("Value error, ", "Assertion failed, "):
-            msg = msg.removeprefix(prefix)
-        if msg.startswith("@") and ": " in msg:  # a model-level error pinned to a key path
-            where, msg = msg[1:].split(": ", 1)
-            loc = loc + tuple(int(x) if x.isdigit() else x for x in where.split(".") if x)
-        # drop pydantic's union-member tags (e.g. "radar" in sensors.0.radar.sigma)
-        loc = tuple(x for x in loc if not (isinstance(x, str) and x.startswith("function-")))
-        if err.get("type") == "extra_forbidden":
-            msg = "unknown key (not a setting here; check spelling)"
-        elif err.get("type") == "missing":
-            msg = "required key is missing"
-        elif err.get("type") == "union_tag_invalid":
-            msg = msg.replace("Input tag", "kind")
-        out.append(ConfigProblem(".".join(str(x) for x in loc), msg, *_mark(node, loc)))
-    return out
-
-
-def _mark(node: yaml.Node | None, loc: Sequence[Any]) -> tuple[int | None, int | None]:
-    """Line and column (1-based) of the deepest YAML node along ``loc``."""
-    if node is None:
-        return (None, None)
-    mark = node.start_mark
-    cur: yaml.Node | None = node
-    for part in loc:
-        if isinstance(cur, yaml.MappingNode):
-            for k, v in cur.value:
-                if isinstance(k, yaml.ScalarNode) and k.value == str(part):
-                    mark, cur = k.start_mark, v
-                    break
-            else:
-                continue  # a discriminator tag in the path: stay on this node
-        elif isinstance(cur, yaml.SequenceNode) and isinstance(part, int):
-            if not 0 <= part < len(cur.value):
-                break
-            cur = cur.value[part]
-            mark = cur.start_mark
-        else:
-            break
-    return (mark.line + 1, mark.column + 1)
-
-
-# --------------------------------------------------------------------------- variants
 def _set_path(data: dict[str, Any], path: str, value: Any) -> None:
     parts = path.split(".")
     cur: Any = data
@@ -381,5 +344,7 @@ def sample_variant(cfg: ScenarioConfig, seed: int) -> tuple[ScenarioConfig, dict
     try:
         variant = ScenarioConfig.model_validate(data)
     except ValidationError as exc:
-        raise ScenarioError(f"{cfg.name} (variant seed {seed})", _problems(exc, None)) from None
+        raise ScenarioError(
+            f"{cfg.name} (variant seed {seed})", validation_problems(exc, data, None)
+        ) from None
     return variant, params

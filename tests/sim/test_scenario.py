@@ -112,11 +112,11 @@ def test_unknown_kinds_are_named(tmp_path: Path) -> None:
     p = write(tmp_path, BASE.replace("{kind: dropout,", "{kind: teleport,"))
     with pytest.raises(ScenarioError) as exc:
         load_scenario(p)
-    assert "teleport" in problem_of(exc, "faults.0")
+    assert "teleport" in problem_of(exc, "faults.0.kind")
     p = write(tmp_path, BASE.replace("{kind: max_silent_failure_s}", "{kind: max_silence}"))
     with pytest.raises(ScenarioError) as exc:
         load_scenario(p)
-    assert "max_silence" in problem_of(exc, "expectations.0")
+    assert "max_silence" in problem_of(exc, "expectations.0.kind")
 
 
 def test_missing_required_key(tmp_path: Path) -> None:
@@ -227,4 +227,4 @@ def test_sweep_bad_path_or_value_fails_clearly(tmp_path: Path) -> None:
         sample_variant(cfg, 1)
     with pytest.raises(ScenarioError) as exc:
         load_scenario(write(tmp_path, BASE + SWEEP.replace("seeds: [100, 200]", "seeds: [5, 5]")))
-    problem_of(exc, "sweep")
+    problem_of(exc, "sweep.seeds")
