@@ -245,16 +245,19 @@ def covariance_intersection(
 
 
 def moment_match(X: FloatArray, P: FloatArray, mask: BoolArray) -> tuple[FloatArray, FloatArray]:
-    """Equal-weight Gaussian mixture of the masked estimates, matched to one Gaussian.
+    """Disagreeing estimates as one Gaussian: centred on the most certain member's estimate, with
+    a covariance that covers every member (their covariances plus their spread about it).
 
-    For estimates that disagree: the mean sits between them and the covariance covers the spread,
-    so the output claims no more certainty than the channels jointly justify.
+    Never a point between them: a midpoint is where no channel saw anything (with a car 5 m to
+    one side and a noisy estimate to the other, the midpoint misses both). The spread keeps the
+    output from claiming more certainty than the channels jointly justify.
     X (N, K, 2), P (N, K, 2, 2), mask (N, K) with at least one True per row.
     """
     w = mask.astype(np.float64)
     w /= np.maximum(w.sum(axis=1, keepdims=True), 1.0)
-    Xz = np.where(mask[..., None], X, 0.0)
-    mean = np.einsum("nk,nki->ni", w, Xz)
+    trace = np.where(mask, P[..., 0, 0] + P[..., 1, 1], np.inf)
+    best = np.argmin(trace, axis=1)
+    mean = X[np.arange(X.shape[0]), best]
     d = np.where(mask[..., None], X - mean[:, None, :], 0.0)
     Pz = np.where(mask[..., None, None], P, 0.0)
     cov = np.einsum("nk,nkij->nij", w, Pz) + np.einsum("nk,nki,nkj->nij", w, d, d)
@@ -446,9 +449,27 @@ def _confirmed(name: str, cfg: ChannelConfig, tr: Tracks) -> _Chan:
     if tr.space == "point" and x.ndim == 2 and x.shape[1] >= 4:
         vel = x[keep, 2:4]
     return _Chan(
-        name, cfg, np.asarray(tr.ids, dtype=np.int64)[keep], pos[keep], cov[keep],
+        name, cfg, np.asarray(tr.ids, dtype=np.int64)[keep], pos[keep], _psd(cov[keep]),
         np.asarray(tr.labels, dtype=np.int64)[keep], vel,
     )
+
+
+def _psd(cov: FloatArray, floor: float = 1e-6) -> FloatArray:
+    """2×2 covariances made symmetric positive definite (eigenvalues ≥ ``floor`` m²).
+
+    A tracker covariance that rounding made indefinite would turn the fusion into NaN; its
+    position is still an obstacle to output, so it is kept with the nearest usable covariance.
+    """
+    c01 = 0.5 * (cov[:, 0, 1] + cov[:, 1, 0])
+    bad = (cov[:, 0, 0] <= floor) | (cov[:, 1, 1] <= floor) | (
+        cov[:, 0, 0] * cov[:, 1, 1] - c01 * c01 <= floor * floor
+    )
+    if not bad.any():
+        return cov
+    out = cov.copy()
+    w, v = np.linalg.eigh(0.5 * (cov[bad] + np.swapaxes(cov[bad], 1, 2)))
+    out[bad] = np.einsum("nij,nj,nkj->nik", v, np.maximum(w, floor), v)
+    return out
 
 
 @dataclass
@@ -468,7 +489,6 @@ class _GroupOut:
     vel: FloatArray | None  # (n_obj, 2) or None
     candidates: list[tuple[tuple[object, ...], Disagreement]]
     frame: str
-
     def output_rows(self) -> _GroupOut:
         """Only objects with a trusted (included) member are output; votes were already taken."""
         keep = self.included.any(axis=1)

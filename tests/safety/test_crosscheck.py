@@ -516,3 +516,30 @@ def test_components_number_like_scipy(edges) -> None:
     g = coo_matrix((np.ones(len(e)), (e[:, 0], e[:, 1])), shape=(20, 20))
     np.testing.assert_array_equal(components(20, e[:, 0], e[:, 1]),
                                   connected_components(g, directed=False)[1])
+
+
+def test_disagreeing_pair_is_output_at_the_more_certain_estimate_never_between() -> None:
+    # camera honest but noisy (σ 3 m) at (32, 9.1); radar (σ 0.3 m) at (37, 0.2): associated,
+    # not agreeing. A midpoint (34.5, 4.65) would be where neither channel saw anything.
+    cc = CrossChecker(CFG, channels("cam", "radar"))
+    res = cc.check(0.0, {"cam": make_tracks("cam", [[32.0, 9.1]], sigma=3.0),
+                         "radar": make_tracks("radar", [[37.0, 0.2]], sigma=0.3)})
+    assert len(res.objects) == 1
+    o = res.objects[0]
+    assert not o.corroborated and set(o.channels) == {"cam", "radar"}
+    np.testing.assert_allclose(o.position, [37.0, 0.2])
+    # the covariance still covers the camera's estimate (its spread about the radar's)
+    d = np.array([32.0 - 37.0, 9.1 - 0.2])
+    assert d @ np.linalg.solve(o.cov, d) < 4.0
+
+
+def test_indefinite_track_covariance_still_fuses_to_a_finite_estimate() -> None:
+    cc = CrossChecker(CFG, channels("cam", "radar"))
+    bad = make_tracks("radar", [[0.26, 0.0]], sigma=0.3)
+    bad.position_cov[0] = [[1e-4, 2e-4], [2e-4, 1e-4]]  # rounding made it indefinite
+    for cam in ([0.3, 0.0], [5.3, 0.0]):  # fused with the camera, and alone
+        res = cc.check(cam[0], {"cam": make_tracks("cam", [cam], sigma=0.3), "radar": bad})
+        assert any("radar" in o.channels for o in res.objects), "the obstacle must be output"
+        for o in res.objects:
+            assert np.all(np.isfinite(o.position)) and np.all(np.isfinite(o.cov))
+            assert np.all(np.linalg.eigvalsh(o.cov) > 0)
