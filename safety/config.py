@@ -12,7 +12,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+import numpy as np
 import yaml
+from numpy.typing import NDArray
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from safety.channels import ChannelConfig, FieldOfView
@@ -21,6 +23,8 @@ from safety.fallback import FallbackConfig
 from safety.handoff import LockoutConfig, TakeoverConfig
 from safety.monitors import MonitorsConfig
 from safety.statemachine import StateTimings
+
+FloatArray = NDArray[np.float64]
 
 __all__ = [
     "AuditSettings",
@@ -55,6 +59,38 @@ class AuditSettings(BaseModel):
     fsync: Literal["event", "close", "never"] = "event"
 
 
+class CoverageZone(BaseModel):
+    """The ground area the system vouches for (ego frame): x in [x_min, x_max], |y| ≤ half_width.
+
+    Declaring it makes loading fail when the non-shadow channels' fields of view leave part of
+    it unseen — an object there would be missing from the output with no fault to report.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    x_min: float = 5.0
+    x_max: float = 50.0
+    half_width: float = Field(default=4.0, gt=0)
+    resolution_m: float = Field(default=0.5, gt=0)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> CoverageZone:
+        if self.x_max <= self.x_min:
+            raise ValueError("@x_max: must exceed x_min")
+        return self
+
+    def uncovered(self, channels: Sequence[ChannelConfig]) -> FloatArray:
+        """Grid points of the zone that no non-shadow ground channel sees, (K, 2)."""
+        xs = np.arange(self.x_min, self.x_max + 1e-9, self.resolution_m)
+        ys = np.arange(-self.half_width, self.half_width + 1e-9, self.resolution_m)
+        pts = np.stack(np.meshgrid(xs, ys, indexing="ij"), axis=-1).reshape(-1, 2)
+        seen = np.zeros(len(pts), dtype=bool)
+        for c in channels:
+            if c.role != "shadow" and c.frame == "ground":
+                seen |= c.fov.contains(pts)
+        return pts[~seen]
+
+
 class SupervisorConfig(BaseModel):
     """Channels, monitors, cross-check, state timings, takeover, fallback, budgets and audit."""
 
@@ -68,6 +104,7 @@ class SupervisorConfig(BaseModel):
     fallback: FallbackConfig = Field(default_factory=FallbackConfig)
     budget: BudgetConfig = BudgetConfig()
     audit: AuditSettings = AuditSettings()
+    coverage: CoverageZone | None = None
 
     @model_validator(mode="after")
     def _channels_sound(self) -> SupervisorConfig:
@@ -83,6 +120,16 @@ class SupervisorConfig(BaseModel):
                 "@channels: only shadow channels are configured; at least one primary or "
                 "redundant channel is needed (shadow channels are never output)"
             )
+        if self.coverage is not None:
+            gap = self.coverage.uncovered(self.channels)
+            if len(gap):
+                lo, hi = gap.min(axis=0), gap.max(axis=0)
+                raise ValueError(
+                    f"@coverage: the channels' fields of view leave {len(gap)} grid points of the "
+                    f"zone unseen (x {lo[0]:g}..{hi[0]:g} m, y {lo[1]:g}..{hi[1]:g} m); objects "
+                    "there would be missing with no fault reported — widen a field of view or "
+                    "shrink the zone"
+                )
         return self
 
     # ------------------------------------------------------------------ construction
@@ -103,7 +150,9 @@ class SupervisorConfig(BaseModel):
                     role="redundant",
                     fov=FieldOfView(azimuth_min_deg=-45, azimuth_max_deg=45, range_max=60.0),
                 ),
-            ]
+            ],
+            # what ±45° to 60 m can vouch for: beside the ego (x < 5 m at |y| 4 m) is unseen
+            coverage=CoverageZone(x_min=5.0, x_max=50.0, half_width=4.0),
         )
 
     @classmethod

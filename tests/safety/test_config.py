@@ -166,3 +166,20 @@ def test_config_is_immutable() -> None:
     cfg = SupervisorConfig.default()
     with pytest.raises(Exception):  # noqa: B017 - pydantic raises ValidationError
         cfg.timings = cfg.timings
+
+
+def test_coverage_zone_must_be_seen_by_the_channels() -> None:
+    cfg = SupervisorConfig.default()
+    assert cfg.coverage is not None and len(cfg.coverage.uncovered(cfg.channels)) == 0
+    data = cfg.model_dump(mode="json")
+    data["coverage"] = {"x_min": 1.0, "x_max": 50.0, "half_width": 4.0}  # beside the ego
+    with pytest.raises(ConfigError) as info:
+        SupervisorConfig.from_mapping(data, source="zone.yaml")
+    p = info.value.problems[0]
+    assert p.key == "coverage" and "unseen" in p.reason and "x 1..3.5 m" in p.reason
+    # a shadow channel does not count: it is never output
+    data["coverage"] = {"x_min": 5.0, "x_max": 50.0, "half_width": 4.0}
+    data["channels"][1]["role"] = "shadow"
+    data["channels"][0]["fov"]["azimuth_max_deg"] = 10.0
+    with pytest.raises(ConfigError, match="unseen"):
+        SupervisorConfig.from_mapping(data, source="zone.yaml")
