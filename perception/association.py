@@ -131,41 +131,82 @@ def _z_corners(z: FloatArray) -> tuple[FloatArray, FloatArray, FloatArray, Float
     return z[:, 0] - 0.5 * w, z[:, 1] - 0.5 * h, z[:, 0] + 0.5 * w, z[:, 1] + 0.5 * h
 
 
+_W_H = np.array([1.0, -1.0])  # exponents of the aspect ratio in width², height² (over s)
+
+
 def iou_matrix_z(z_a: FloatArray, z_b: FloatArray) -> FloatArray:
-    """:func:`iou_matrix` of boxes given as SORT measurements [u, v, s, r] (T, 4) and (D, 4)."""
+    """:func:`iou_matrix` of boxes given as SORT measurements [u, v, s, r] (T, 4) and (D, 4).
+
+    Boxes with positive area and aspect (all detections, nearly all track states) take a path
+    of about twenty array operations for both sets together; a state with non-positive area or
+    aspect is an empty box that overlaps nothing.
+    """
     za = np.asarray(z_a, dtype=np.float64).reshape(-1, 4)
     zb = np.asarray(z_b, dtype=np.float64).reshape(-1, 4)
-    return _iou_corners(_z_corners(za), _z_corners(zb))
+    n_a = za.shape[0]
+    if n_a == 0 or zb.shape[0] == 0:
+        return np.zeros((n_a, zb.shape[0]))
+    z = np.concatenate((za, zb))
+    sr = z[:, 2:]
+    if not sr.min() > 0.0:  # an empty (or NaN) box among them
+        return _iou_corners(_z_corners(za), _z_corners(zb))
+    half = np.sqrt(sr[:, :1] * sr[:, 1:] ** _W_H)  # [w, h] = [√(s r), √(s / r)]
+    half *= 0.5
+    lo = z[:, :2] - half
+    hi = z[:, :2] + half
+    side = hi - lo
+    area = side[:, 0] * side[:, 1]
+    ext = np.minimum(hi[:n_a, None], hi[None, n_a:]) - np.maximum(lo[:n_a, None], lo[None, n_a:])
+    np.maximum(ext, 0.0, out=ext)
+    inter = ext[..., 0] * ext[..., 1]
+    union = area[:n_a, None] + area[None, n_a:] - inter
+    np.divide(inter, union, out=inter, where=union > 0.0)  # union 0 only if inter is 0 too
+    return inter
+
+
+def _one_to_one(cost: FloatArray, feasible: NDArray[np.bool_]) -> tuple[IntArray, IntArray]:
+    """Gated one-to-one matches (rows ascending): as many as possible, then least total cost.
+
+    When no track and no detection has two gated partners, the gated pairs are the unique
+    answer and the Hungarian solver is skipped (the common case with well separated objects).
+    Pairs outside the gate get a cost larger than any sum of feasible costs, so the Hungarian
+    solution first maximises the number of gated matches, then minimises their total cost;
+    infeasible pairs it was forced to pick are dropped afterwards.
+    """
+    ti, di = np.nonzero(feasible)  # ti ascending
+    k = ti.shape[0]
+    # (sets of a few ints are cheaper than the four array reductions that say the same)
+    if k <= 1 or (len(set(ti.tolist())) == k and len(set(di.tolist())) == k):
+        return ti, di
+    fc = cost[feasible]
+    lo = float(fc.min())
+    span = float(fc.max()) - lo
+    big = (min(cost.shape) + 1) * (span + 1.0)
+    rows, cols = linear_sum_assignment(np.where(feasible, cost - lo, big))
+    keep = feasible[rows, cols]
+    return rows[keep].astype(np.int64), cols[keep].astype(np.int64)
 
 
 def associate(cost: FloatArray, gate: float) -> Assignment:
     """One-to-one assignment minimising total cost among pairs with ``cost <= gate``.
 
-    Pairs outside the gate (or with non-finite cost) get a cost larger than any sum of feasible
-    costs, so the Hungarian solution first maximises the number of gated matches, then minimises
-    their total cost; infeasible pairs it was forced to pick are dropped afterwards.
+    First the number of gated matches is maximised, then their total cost minimised (Hungarian,
+    scipy); pairs with non-finite cost are never matched. Matches come in ascending track order.
     """
     c = np.asarray(cost, dtype=np.float64)
     if c.ndim != 2:
         raise ValueError(f"cost must be (T, D), got shape {c.shape}")
     n_t, n_d = c.shape
-    feasible = np.isfinite(c) & (c <= gate)
-    if not np.any(feasible):
-        none = np.zeros((0, 2), np.int64)
-        return Assignment(none, np.arange(n_t, dtype=np.int64), np.arange(n_d, dtype=np.int64))
-    fc = c[feasible]
-    lo = float(fc.min())
-    span = float(fc.max()) - lo
-    shifted = np.where(feasible, c - lo, 0.0)  # feasible costs in [0, span]
-    big = (min(n_t, n_d) + 1) * (span + 1.0)
-    work = np.where(feasible, shifted, big)
-    rows, cols = linear_sum_assignment(work)
-    keep = feasible[rows, cols]
-    matches = np.column_stack([rows[keep], cols[keep]]).astype(np.int64)
+    if n_t == 0 or n_d == 0:
+        ti = di = np.zeros(0, np.int64)
+    else:
+        feasible = np.isfinite(c)
+        feasible &= c <= gate
+        ti, di = _one_to_one(c, feasible)
     t_mask = np.ones(n_t, bool)
-    t_mask[matches[:, 0]] = False
+    t_mask[ti] = False
     d_mask = np.ones(n_d, bool)
-    d_mask[matches[:, 1]] = False
+    d_mask[di] = False
     return Assignment(
-        matches, np.flatnonzero(t_mask).astype(np.int64), np.flatnonzero(d_mask).astype(np.int64)
+        np.column_stack((ti, di)), np.flatnonzero(t_mask), np.flatnonzero(d_mask)
     )

@@ -5,11 +5,14 @@ Two interchangeable backends implement :class:`KalmanBackend`:
 - :class:`VectorizedKalman` (``kf_predict`` / ``kf_update``): no per-track Python loop. The
   prediction is one matrix product on the flattened covariances (the shared ``F`` enters as its
   symmetrised Kronecker square, evaluated for the upper triangle only and mirrored, so the result
-  is exactly symmetric). The update works in a tracks-last layout so that every operation is a
-  contiguous vector operation over all tracks, exploits a selection ``H`` (``H P Hᵀ`` and
-  ``P Hᵀ`` are slices of ``P``), corrects ``[P | x]`` with one contraction, and solves with ``S``
-  by Gaussian elimination over the measurement dimension (``S`` is symmetric positive definite,
-  so no pivoting is needed) instead of forming inverses.
+  is exactly symmetric). For a selection ``H`` (``H P Hᵀ`` and ``P Hᵀ`` are slices of ``P``) and
+  up to ``_SMALL_N`` tracks the update runs tracks-first on numpy's stacked small-matrix kernels:
+  about fifteen calls whatever the number of tracks, which is what a step with a handful of
+  tracks costs; a diagonal ``S`` (diagonal ``R``, as SORT's box noise) is inverted by
+  reciprocals. Beyond that, and for a general ``H``, the update works in a tracks-last layout so
+  that every operation is a contiguous vector operation over all tracks, corrects ``[P | x]``
+  with one contraction, and solves with ``S`` by Gaussian elimination over the measurement
+  dimension (``S`` is symmetric positive definite, so no pivoting is needed).
 - :class:`FilterpyKalman`: one ``filterpy.kalman.KalmanFilter`` per track, the independent
   (diverse redundant) implementation that property tests compare against.
 
@@ -21,7 +24,8 @@ Covariances must be symmetric; the vectorized backend returns exactly symmetric 
 from __future__ import annotations
 
 from collections import OrderedDict
-from typing import Literal, NamedTuple, Protocol
+from collections.abc import Callable
+from typing import Literal, NamedTuple, Protocol, TypeVar
 
 import numpy as np
 from numpy.typing import NDArray
@@ -30,6 +34,7 @@ FloatArray = NDArray[np.float64]
 IntArray = NDArray[np.intp]
 
 BackendName = Literal["vectorized", "filterpy"]
+_T = TypeVar("_T")
 
 
 class UpdateResult(NamedTuple):
@@ -75,6 +80,22 @@ class _PredictPlan(NamedTuple):
 _PLAN_CACHE: OrderedDict[tuple[int, bytes], _PredictPlan] = OrderedDict()
 _PLAN_CACHE_SIZE = 32
 _GEMM_BLOCK_ELEMENTS = 192_000  # rows × (dx² × dx(dx+1)/2) per matrix product
+# Models hand out the same (read-only, cached) F and Q objects for the same dt, so the last few
+# are recognised by identity before falling back to hashing their bytes.
+_BY_ID: OrderedDict[int, tuple[FloatArray, object]] = OrderedDict()
+_BY_ID_SIZE = 16
+
+
+def _by_identity(a: FloatArray, make: Callable[[FloatArray], _T]) -> _T:
+    """``make(a)``, remembered for the very object ``a`` (checked with ``is``, not by id alone)."""
+    hit = _BY_ID.get(id(a))
+    if hit is not None and hit[0] is a:
+        return hit[1]  # type: ignore[return-value]
+    value = make(a)
+    _BY_ID[id(a)] = (a, value)
+    if len(_BY_ID) > _BY_ID_SIZE:
+        _BY_ID.popitem(last=False)
+    return value
 
 
 def _predict_plan(F: FloatArray) -> _PredictPlan:
@@ -100,6 +121,11 @@ def _predict_plan(F: FloatArray) -> _PredictPlan:
     return plan
 
 
+def _upper(Q: FloatArray) -> FloatArray:
+    """Upper triangle of Q, row by row (the layout of the predicted covariance vector)."""
+    return np.ascontiguousarray(Q[np.triu_indices(Q.shape[0])])
+
+
 def kf_predict(
     x: FloatArray, P: FloatArray, F: FloatArray, Q: FloatArray
 ) -> tuple[FloatArray, FloatArray]:
@@ -116,16 +142,27 @@ def kf_predict(
         raise ValueError(
             f"kf_predict shapes: x {x.shape}, P {P.shape}, F {F.shape}, Q {Q.shape}"
         )
-    plan = _predict_plan(F)
+    return _kf_predict_core(x, P, F, Q)
+
+
+def _kf_predict_core(
+    x: FloatArray, P: FloatArray, F: FloatArray, Q: FloatArray
+) -> tuple[FloatArray, FloatArray]:
+    """:func:`kf_predict` for callers that guarantee float64 arrays of matching shapes."""
+    n, dx = x.shape
+    plan = _by_identity(F, _predict_plan)
     x2 = x @ plan.Ft
     flat = P.reshape(n, dx * dx)
-    upper = np.empty((n, plan.M.shape[1]))
     # Row blocks small enough that BLAS stays single-threaded: threading a product this thin
     # costs more than it saves, and on a loaded machine it can cost 10-100×.
     block = max(1, _GEMM_BLOCK_ELEMENTS // plan.M.size)
-    for start in range(0, n, block):
-        np.matmul(flat[start : start + block], plan.M, out=upper[start : start + block])
-    upper += Q[plan.iu]
+    if n <= block:
+        upper = flat @ plan.M
+    else:
+        upper = np.empty((n, plan.M.shape[1]))
+        for start in range(0, n, block):
+            np.matmul(flat[start : start + block], plan.M, out=upper[start : start + block])
+    upper += _by_identity(Q, _upper)
     P2 = upper[:, plan.mirror].reshape(n, dx, dx)
     return x2, P2
 
@@ -165,6 +202,45 @@ def _solve_spd(aug: FloatArray, dz: int) -> None:
         aug[:j, dz:] -= aug[:j, j, None, :] * aug[j, None, dz:]
 
 
+#: Up to this many tracks the update runs tracks-first on numpy's stacked small-matrix kernels
+#: (fewest calls); beyond it the tracks-last elimination below wins on arithmetic.
+_SMALL_N = 64
+
+
+def _update_small(x: FloatArray, P: FloatArray, z: FloatArray, R: FloatArray, dz: int
+                  ) -> UpdateResult:
+    """Joseph-form update for a selection H, tracks first: S⁻¹ by LAPACK, products by matmul.
+
+    The same operations as filterpy's ``KalmanFilter.update`` (``SI = inv(S)``, ``K = P Hᵀ SI``),
+    batched: about fifteen numpy calls whatever the number of tracks. A diagonal S (diagonal R,
+    e.g. SORT's box noise) is inverted by reciprocals.
+    """
+    n = x.shape[0]
+    PHt = P[:, :, :dz]
+    S = P[:, :dz, :dz] + R
+    y = z - x[:, :dz]
+    s = S.diagonal(0, 1, 2)
+    if n and np.count_nonzero(S) == n * dz and s.min() > 0.0:
+        # S diagonal (diagonal R, uncorrelated measured components: SORT's boxes): S⁻¹ is the
+        # reciprocal of its diagonal, exactly what LAPACK's inverse returns for it
+        si = 1.0 / s
+        K = PHt * si[:, None, :]
+        nis = (y * y * si).sum(axis=1)
+    else:
+        Si = np.linalg.inv(S)
+        K = np.matmul(PHt, Si)
+        nis = np.matmul(y[:, None, :], np.matmul(Si, y[:, :, None]))[:, 0, 0]
+    x2 = x + np.matmul(K, y[:, :, None])[:, :, 0]
+    # Joseph form, factored as in kf_update: M = (I - K H) P; P' = M + (K R - M Hᵀ) Kᵀ
+    M = P - np.matmul(K, P[:, :dz, :])
+    C = np.matmul(K, R)
+    C -= M[:, :, :dz]
+    M += np.matmul(C, K.transpose(0, 2, 1))
+    P2 = M + M.transpose(0, 2, 1)
+    P2 *= 0.5
+    return UpdateResult(x2, P2, y, S, nis)
+
+
 def kf_update(
     x: FloatArray, P: FloatArray, z: FloatArray, R: FloatArray, H: FloatArray
 ) -> UpdateResult:
@@ -189,7 +265,21 @@ def kf_update(
         raise ValueError(
             f"kf_update shapes: x {x.shape}, P {P.shape}, z {z.shape}, R {R.shape}, H {H.shape}"
         )
-    selection = _is_selection(H)
+    return _kf_update_core(x, P, z, R, H, _is_selection(H))
+
+
+def _kf_update_core(
+    x: FloatArray, P: FloatArray, z: FloatArray, R: FloatArray, H: FloatArray, selection: bool
+) -> UpdateResult:
+    """:func:`kf_update` for callers that guarantee float64 arrays of matching shapes and know
+    whether ``H`` is a selection ``[I, 0]``."""
+    n, dx = x.shape
+    dz = H.shape[0]
+    if selection and n <= _SMALL_N:
+        try:
+            return _update_small(x, P, z, R, dz)
+        except np.linalg.LinAlgError:
+            pass  # a singular S: the elimination below returns non-finite values instead
     Rt = R.transpose(1, 2, 0).copy()  # contiguous: strided operands make einsum slow
     # W = [P | x], tracks last. Both are corrected by the same gain, so one contraction with
     # [H P | H x - z] gives [(I - K H) P | x + K y].

@@ -13,6 +13,7 @@ zero and a large variance.
 
 from __future__ import annotations
 
+import math
 from functools import lru_cache
 from typing import Literal, Protocol
 
@@ -58,7 +59,7 @@ class MotionModel(Protocol):
 
 def _check_dt(dt: float) -> float:
     dt = float(dt)
-    if not np.isfinite(dt) or dt < 0.0:
+    if not math.isfinite(dt) or dt < 0.0:
         raise ValueError(f"dt must be finite and >= 0, got {dt!r}")
     return dt
 
@@ -231,10 +232,17 @@ class SortBox:
         return np.asarray(P)[:, :2, :2]
 
     def constrain(self, x: FloatArray, dt: float) -> FloatArray:
-        """SORT's predict clamp: zero the area rate where the area would not stay positive."""
-        x = np.array(x, dtype=np.float64, copy=True)
-        collapse = x[:, 2] + dt * x[:, 6] <= 0.0
-        x[collapse, 6] = 0.0
+        """SORT's predict clamp: zero the area rate where the area would not stay positive.
+
+        Returns ``x`` itself when no area collapses (the common case), else a corrected copy;
+        ``x`` is never modified.
+        """
+        x = np.asarray(x, dtype=np.float64)
+        s_next = x[:, 2] + dt * x[:, 6]
+        if x.shape[0] == 0 or s_next.min() > 0.0:
+            return x
+        x = x.copy()
+        x[s_next <= 0.0, 6] = 0.0
         return x
 
     def __repr__(self) -> str:

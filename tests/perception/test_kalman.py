@@ -224,3 +224,61 @@ def test_make_backend() -> None:
     assert make_backend().name == "vectorized"
     with pytest.raises(ValueError, match="unknown Kalman backend"):
         make_backend("cuda")
+
+
+@given(
+    seed=st.integers(0, 2**32 - 1),
+    n=st.sampled_from([1, 3, 7, 20]),
+    steps=st.integers(1, 6),
+    dt=st.sampled_from([0.1, 1.0, 2.0]),
+)
+def test_diagonal_measurement_noise_path_equals_filterpy(
+    seed: int, n: int, steps: int, dt: float
+) -> None:
+    """SORT's boxes: a diagonal R keeps S diagonal, which is inverted by reciprocals (its own code
+    path); the result equals filterpy step after step, and S stays diagonal along the way."""
+    rng = np.random.default_rng(seed)
+    m = make_model("box")
+    F, Q, H = m.F(dt), m.Q(dt), m.H
+    z0 = np.column_stack([rng.uniform(0, 1000, (n, 2)), rng.uniform(100, 1e4, n),
+                          rng.uniform(0.3, 3.0, n)])
+    x, P = m.initiate(z0, np.zeros((n, 4, 4)))
+    for _ in range(steps):
+        R = np.zeros((n, 4, 4))
+        R[:, [0, 1, 2, 3], [0, 1, 2, 3]] = rng.uniform(0.5, 20.0, (n, 4))
+        z = x[:, :4] + rng.normal(0.0, 3.0, (n, 4))
+        xp_ref, Pp_ref, ref = filterpy_step(x, P, F, Q, z, R, H)
+        xp, Pp = kf_predict(x, P, F, Q)
+        assert_rel_close(xp, xp_ref, x)
+        assert_rel_close(Pp, Pp_ref, P, np.broadcast_to(Q, P.shape))
+        S_top = Pp_ref[:, :4, :4]
+        assert np.count_nonzero(S_top) == 4 * n  # the measured block is diagonal
+        u = kf_update(xp_ref, Pp_ref, z, R, H)
+        assert_rel_close(u.x, ref.x, xp_ref, z)
+        assert_rel_close(u.P, ref.P, Pp_ref)
+        assert_rel_close(u.S, ref.S, R)
+        assert_rel_close(u.nis, ref.nis)
+        np.testing.assert_array_equal(u.P, u.P.transpose(0, 2, 1))
+        x, P = ref.x, ref.P
+
+
+@pytest.mark.parametrize("kind", ["cv", "ca", "box"])
+def test_many_tracks_take_the_tracks_last_path_and_equal_filterpy(kind: str) -> None:
+    """Beyond a few dozen tracks the update switches to the tracks-last elimination."""
+    from perception import kalman
+
+    rng = np.random.default_rng(17)
+    n = kalman._SMALL_N + 9
+    m = make_model(kind, process_noise=0.5)
+    F, Q, H = m.F(0.5), m.Q(0.5), m.H
+    dx, dz = m.dim_x, m.dim_z
+    x = rng.normal(0.0, 10.0, size=(n, dx))
+    P = random_spd(rng, n, dx, 10.0, 1e3)
+    R = random_spd(rng, n, dz, 1.0, 1e2)
+    z = x @ H.T + rng.normal(0.0, 1.0, size=(n, dz))
+    xp_ref, Pp_ref, ref = filterpy_step(x, P, F, Q, z, R, H)
+    u = kf_update(xp_ref, Pp_ref, z, R, H)
+    assert_rel_close(u.x, ref.x, xp_ref, z)
+    assert_rel_close(u.P, ref.P, Pp_ref)
+    assert_rel_close(u.nis, ref.nis)
+    np.testing.assert_array_equal(u.P, u.P.transpose(0, 2, 1))
