@@ -307,9 +307,10 @@ def xyxy_to_z(xyxy: FloatArray) -> FloatArray:
 def z_to_xyxy(z: FloatArray) -> FloatArray:
     """SORT measurement/state head [u, v, s, r] → [x1, y1, x2, y2] (s ≤ 0 → zero-size box)."""
     s = np.maximum(z[:, 2], 0.0)
-    r = np.maximum(z[:, 3], 1e-12)
+    r = np.maximum(z[:, 3], 0.0)
     w = np.sqrt(s * r)
-    h = np.where(w > 0, s / np.maximum(w, 1e-12), 0.0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        h = np.where(w > 0, s / w, 0.0)
     return np.column_stack(
         [z[:, 0] - 0.5 * w, z[:, 1] - 0.5 * h, z[:, 0] + 0.5 * w, z[:, 1] + 0.5 * h]
     )

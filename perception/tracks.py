@@ -59,7 +59,8 @@ class Tracks:
     @property
     def confirmed(self) -> NDArray[np.bool_]:
         """Mask of tracks that are confirmed or coasting after confirmation (reportable)."""
-        return (self.status == TrackStatus.CONFIRMED) | (self.status == TrackStatus.COASTING)
+        s = self.status
+        return (s == int(TrackStatus.CONFIRMED)) | (s == int(TrackStatus.COASTING))
 
     def subset(self, index: NDArray[np.bool_] | NDArray[np.int64]) -> Tracks:
         idx = np.asarray(index)

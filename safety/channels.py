@@ -68,12 +68,24 @@ class TrackerSettings(BaseModel):
     process_noise: float = Field(default=1.0, gt=0)
     gating: Literal["mahalanobis", "iou"] = "mahalanobis"
     gate_probability: float = Field(default=0.999, gt=0, lt=1)
+    # a confirmed track that missed its gate gets a second chance inside this looser one
+    recovery_gate_probability: float = Field(default=0.99999, gt=0, lt=1)
+    coalesce_steps: int = Field(default=3, ge=0)  # twins of an older track deleted after N steps
     iou_threshold: float = Field(default=0.3, gt=0, lt=1)
     n_init: int = Field(default=3, ge=1)
     init_window: int = Field(default=5, ge=1)
     max_coast: float = Field(default=1.0, gt=0)  # seconds without update before deletion
     max_cov_trace: float = Field(default=DEFAULT_MAX_COV_TRACE["point"], gt=0)  # box: see above
     backend: Literal["vectorized", "filterpy"] = "vectorized"
+
+    @model_validator(mode="after")
+    def _gates_ordered(self) -> TrackerSettings:
+        if self.recovery_gate_probability < self.gate_probability:
+            raise ValueError(
+                "@recovery_gate_probability: the recovery gate must be at least as loose as "
+                f"gate_probability ({self.gate_probability})"
+            )
+        return self
 
     @model_validator(mode="before")
     @classmethod
