@@ -28,6 +28,14 @@ def _psd_ok(R: FloatArray, tol: float = 1e-9) -> NDArray[np.bool_]:
     """Per-matrix check that R is symmetric positive semi-definite (vectorized)."""
     if R.shape[0] == 0:
         return np.ones(0, dtype=bool)
+    if R.shape[1] == 2:  # closed form for the common 2×2 case: symmetric, trace ≥ 0, det ≥ 0
+        a, b, c, d = R[:, 0, 0], R[:, 0, 1], R[:, 1, 0], R[:, 1, 1]
+        sym2 = np.abs(b - c) <= tol * (1.0 + np.abs(b))
+        m = 0.5 * (b + c)
+        half_tr = 0.5 * (a + d)
+        root = np.sqrt(np.maximum(0.25 * (a - d) ** 2 + m * m, 0.0))
+        low, high = half_tr - root, half_tr + root  # eigenvalues, ascending
+        return sym2 & (low >= -tol * np.maximum(1.0, np.maximum(np.abs(low), np.abs(high))))
     sym = np.all(np.abs(R - np.swapaxes(R, 1, 2)) <= tol * (1.0 + np.abs(R)), axis=(1, 2))
     eig = np.linalg.eigvalsh(0.5 * (R + np.swapaxes(R, 1, 2)))
     scale = np.maximum(1.0, np.abs(eig).max(axis=1))
