@@ -7,10 +7,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
+from numpy.typing import NDArray
 from pydantic import Field
 
 from perception.detections import Detections
-from safety.channels import ChannelConfig
+from safety.channels import ChannelConfig, FieldOfView
 from safety.context import ChannelObservation, MonitorSpec, StepContext
 from safety.findings import Finding, Impact
 from safety.monitors.base import ChannelSet, MonitorSettings, finding, label, measurement_time
@@ -22,8 +23,10 @@ class IntegrityConfig(MonitorSettings):
     max_age_s: float | None = Field(default=None, gt=0)  # None: the channel's timeout_s
     future_tolerance_s: float = Field(default=0.1, ge=0)  # measurement ahead of supervisor time
     frozen_frames: int = Field(default=3, ge=2)  # identical image digests in a row
-    stuck_steps: int = Field(default=3, ge=2)  # bit-identical non-empty detections in a row
-    range_margin_m: float = Field(default=10.0, ge=0)  # beyond the ground field of view
+    stuck_steps: int = Field(default=3, ge=2)  # bit-identical non-empty detection lists in a row
+    # (only for lists handed in as detections: see IntegrityMonitor._stuck)
+    range_margin_m: float = Field(default=10.0, ge=0)  # beyond the ground field of view ...
+    range_sigmas: float = Field(default=5.0, ge=0)  # ... plus this many σ of the declared noise
     range_margin_px: float = Field(default=50.0, ge=0)  # beyond the image rectangle
     max_abs_coordinate: float = Field(default=1e5, gt=0)  # physically impossible beyond this
 
@@ -47,7 +50,7 @@ class IntegrityMonitor:
         name="integrity",
         watches="each channel's input: rejection reason, timestamps, image digest, detections",
         threshold="any rejected input; timestamp backwards, ahead by > tolerance or older than "
-        "max age; N identical frames / detection sets in a row; detections beyond the "
+        "max age; N identical frames / handed-in detection lists in a row; detections beyond the "
         "field of view by a margin",
         impact=Impact.CHANNEL,
         kinds=(
@@ -88,7 +91,10 @@ class IntegrityMonitor:
             out += self._timestamps(ctx, name, ch, obs, st)
             out += self._frozen(ctx, name, obs, st)
             if obs.input_error is None and obs.detections is not None:
-                out += self._stuck(ctx, name, obs.detections, st)
+                if obs.image_stats is None:
+                    out += self._stuck(ctx, name, obs.detections, st)
+                else:
+                    st.stuck_key, st.stuck = None, 0
                 out += self._range(ctx, name, ch, obs.detections)
         return out
 
@@ -190,6 +196,14 @@ class IntegrityMonitor:
     def _stuck(
         self, ctx: StepContext, name: str, dets: Detections, st: _ChannelState
     ) -> list[Finding]:
+        """Identical detection lists handed in step after step: a sensor re-sending its last output.
+
+        Only for lists that carry measurement noise (handed in as detections), where three
+        bit-identical non-empty lists cannot happen by chance. Detections the supervisor derived
+        from an image itself are exempt: an integer-pixel box detector returns identical boxes
+        for a slow or static scene (ego waiting at a light) while the image changes every frame,
+        and a frozen image is the frozen-frame (digest) check's job.
+        """
         z = np.asarray(dets.z)
         if z.shape[0] == 0:
             st.stuck_key, st.stuck = None, 0
@@ -232,21 +246,43 @@ class IntegrityMonitor:
             )
             unit, margin = "px", self.cfg.range_margin_px
         else:
-            inside = fov.contains(pos, margin=-self.cfg.range_margin_m)
+            # a detection is far outside only beyond the margin plus range_sigmas of its own
+            # declared noise (a camera's range σ reaches 3 m at 80 m: a car at the edge of the
+            # field of view is measured up to ~10 m beyond it, honestly)
+            R = np.asarray(dets.R, dtype=np.float64)
+            sd = (np.sqrt(np.clip(R[:, 0, 0] + R[:, 1, 1], 0.0, None)) if R.ndim == 3
+                  else np.zeros(len(pos)))
+            margins = self.cfg.range_margin_m + self.cfg.range_sigmas * sd
+            inside = _inside_ground(fov, pos, margins)
             unit, margin = "m", self.cfg.range_margin_m
         bad = absurd | ~inside
         n_bad = int(np.count_nonzero(bad))
         if n_bad == 0:
             return []
+        extra = f" (plus {self.cfg.range_sigmas:g} σ of their noise)" if unit == "m" else ""
         return [
             finding(
                 self.spec,
                 "integrity.range",
                 ctx.t,
                 f"{label(name).capitalize()} reported {n_bad} of {len(pos)} detections more than "
-                f"{margin:g} {unit} outside its field of view or physical range.",
+                f"{margin:g} {unit}{extra} outside its field of view or physical range.",
                 channel=name,
                 value=n_bad,
                 threshold=0.0,
             )
         ]
+
+
+def _inside_ground(fov: FieldOfView, pos: NDArray[np.float64], grow: NDArray[np.float64]
+                   ) -> NDArray[np.bool_]:
+    """``fov.contains`` with a per-point outward margin ``grow`` (m)."""
+    r = np.hypot(pos[:, 0], pos[:, 1])
+    az = np.degrees(np.arctan2(pos[:, 1], pos[:, 0]))
+    ang = np.degrees(grow / np.maximum(r, 1e-6))
+    return np.asarray(
+        (r >= fov.range_min - grow)
+        & (r <= fov.range_max + grow)
+        & (az >= fov.azimuth_min_deg - ang)
+        & (az <= fov.azimuth_max_deg + ang)
+    )

@@ -178,6 +178,20 @@ def test_integrity_stuck_detections_but_not_empty_or_noisy() -> None:
 
 
 def test_integrity_range_far_outside_fov() -> None:
+def test_integrity_identical_boxes_from_a_changing_image_are_not_stuck() -> None:
+    """An integer-pixel detector on a slow or static scene repeats its boxes while the image
+    changes (sensor noise): normal. A frozen image is named by the digest check instead."""
+    mon = IntegrityMonitor(IntegrityConfig(stuck_steps=3, frozen_frames=3), TWO)
+    box = Detections.from_boxes([[300, 200, 340, 230]], t=0.0, sensor="a")
+    for i in range(10):
+        img = ImageStats(f"d{i}", 120.0, 40.0, 300.0, (480, 640, 3))
+        assert mon.observe(ctx(i * DT, [obs("a", d=box.with_time(i * DT), img=img)])) == []
+    frozen = ImageStats("same", 120.0, 40.0, 300.0, (480, 640, 3))
+    out = [kinds(mon.observe(ctx(1 + i * DT, [obs("a", d=box.with_time(1 + i * DT), img=frozen)])))
+           for i in range(3)]
+    assert out == [[], [], ["integrity.frozen_frame"]]
+
+
     ch = [ChannelConfig(name="a", fov=FieldOfView(range_max=80.0))]
     mon = IntegrityMonitor(IntegrityConfig(range_margin_m=10.0), ch)
     assert mon.observe(ctx(0.0, [obs("a", d=dets(0.0, [[85.0, 0.0], [5.0, 0.0]]))])) == []
@@ -193,6 +207,23 @@ def test_integrity_range_far_outside_fov() -> None:
 
 
 # ----------------------------------------------------------------------------- liveness
+def test_integrity_range_allows_for_the_declared_noise() -> None:
+    """A camera's range σ is ~3.3 m at 80 m: a car at the edge of its field of view is honestly
+    measured 10 m beyond it. Far outside means beyond the margin plus 5 σ of its own noise."""
+    ch = [ChannelConfig(name="a", fov=FieldOfView(range_max=80.0))]
+    mon = IntegrityMonitor(IntegrityConfig(range_margin_m=10.0), ch)
+    R = np.diag([3.3**2, 0.1**2])
+    edge = Detections(np.array([[91.0, 0.0]]), R[None], np.array([0.7]), np.array([0]), 0.0, "a",
+                      "point")
+    assert mon.observe(ctx(0.0, [obs("a", d=edge)])) == []
+    far = Detections(np.array([[130.0, 0.0]]), R[None], np.array([0.7]), np.array([0]), 0.1, "a",
+                     "point")
+    assert kinds(mon.observe(ctx(0.1, [obs("a", d=far)]))) == ["integrity.range"]
+    sharp = Detections(np.array([[95.0, 0.0]]), np.diag([0.2**2, 0.1**2])[None],
+                       np.array([0.7]), np.array([0]), 0.2, "a", "point")
+    assert kinds(mon.observe(ctx(0.2, [obs("a", d=sharp)]))) == ["integrity.range"]
+
+
 def test_liveness_quiet_at_nominal_rate_with_small_latency() -> None:
     rng = np.random.default_rng(2)
     mon = LivenessMonitor(LivenessConfig(), TWO)
