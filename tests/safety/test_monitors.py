@@ -177,7 +177,6 @@ def test_integrity_stuck_detections_but_not_empty_or_noisy() -> None:
         assert mon.observe(ctx(i * DT, [obs("a", d=noisy)])) == []
 
 
-def test_integrity_range_far_outside_fov() -> None:
 def test_integrity_identical_boxes_from_a_changing_image_are_not_stuck() -> None:
     """An integer-pixel detector on a slow or static scene repeats its boxes while the image
     changes (sensor noise): normal. A frozen image is named by the digest check instead."""
@@ -192,6 +191,7 @@ def test_integrity_identical_boxes_from_a_changing_image_are_not_stuck() -> None
     assert out == [[], [], ["integrity.frozen_frame"]]
 
 
+def test_integrity_range_far_outside_fov() -> None:
     ch = [ChannelConfig(name="a", fov=FieldOfView(range_max=80.0))]
     mon = IntegrityMonitor(IntegrityConfig(range_margin_m=10.0), ch)
     assert mon.observe(ctx(0.0, [obs("a", d=dets(0.0, [[85.0, 0.0], [5.0, 0.0]]))])) == []
@@ -206,7 +206,6 @@ def test_integrity_identical_boxes_from_a_changing_image_are_not_stuck() -> None
     assert kinds(mon.observe(ctx(0.0, [obs("cam", d=box)]))) == ["integrity.range"]
 
 
-# ----------------------------------------------------------------------------- liveness
 def test_integrity_range_allows_for_the_declared_noise() -> None:
     """A camera's range σ is ~3.3 m at 80 m: a car at the edge of its field of view is honestly
     measured 10 m beyond it. Far outside means beyond the margin plus 5 σ of its own noise."""
@@ -224,6 +223,7 @@ def test_integrity_range_allows_for_the_declared_noise() -> None:
     assert kinds(mon.observe(ctx(0.2, [obs("a", d=sharp)]))) == ["integrity.range"]
 
 
+# ----------------------------------------------------------------------------- liveness
 def test_liveness_quiet_at_nominal_rate_with_small_latency() -> None:
     rng = np.random.default_rng(2)
     mon = LivenessMonitor(LivenessConfig(), TWO)
