@@ -126,6 +126,13 @@ class CrosscheckConfig(BaseModel):
     fov_margin: float = Field(default=2.0, ge=0)  # m (ground) or px (image)
     fusion: Literal["ci"] = "ci"
     vote_on_existence: bool = True  # with 3+ covering channels, outvote ghosts and misses too
+    # a channel is not blamed for missing an object hidden behind a nearer track of its own
+    # (ground frame; tracks carry no size: the occluder is taken as a car, ``occluder_half_
+    # width_m`` either side, the hidden object as a truck seen slightly off-axis, so that partly
+    # hidden, and so less often detected, counts as hidden)
+    occlusion: bool = True
+    occluder_half_width_m: float = Field(default=0.9, gt=0)
+    object_half_width_m: float = Field(default=1.5, gt=0)
 
     @model_validator(mode="after")
     def _tighter_agreement(self) -> CrosscheckConfig:
@@ -265,6 +272,35 @@ def moment_match(X: FloatArray, P: FloatArray, mask: BoolArray) -> tuple[FloatAr
 
 
 # ----------------------------------------------------------------------------- geometry
+#: an occluder is at least this much nearer than what it hides: one vehicle behind another is
+#: a car length further away; closer in range they are side by side, or the same object as two
+#: channels (or a biased channel) place it
+_MIN_GAP_M = 3.0
+
+
+def hidden_behind(points: FloatArray, occluders: FloatArray, half_width_m: float,
+                  occluder_half_width_m: float | None = None) -> BoolArray:
+    """(N,) mask: ground point n (ego frame, sensor at the origin) lies behind a nearer occluder.
+
+    A point spans bearing ± atan(``half_width_m`` / range), an occluder ± atan(
+    ``occluder_half_width_m`` (default the same) / range); a point is hidden when its span
+    overlaps the span of an occluder at least ``_MIN_GAP_M`` nearer. Vectorised over pairs.
+    """
+    p = np.asarray(points, dtype=np.float64).reshape(-1, 2)
+    o = np.asarray(occluders, dtype=np.float64).reshape(-1, 2)
+    if p.shape[0] == 0 or o.shape[0] == 0:
+        return np.zeros(p.shape[0], dtype=bool)
+    rp, ro = np.hypot(p[:, 0], p[:, 1]), np.hypot(o[:, 0], o[:, 1])
+    occ_hw = half_width_m if occluder_half_width_m is None else occluder_half_width_m
+    hp = np.arctan2(half_width_m, np.maximum(rp, 1e-6))
+    ho = np.arctan2(occ_hw, np.maximum(ro, 1e-6))
+    gap = np.abs(np.arctan2(p[:, 1], p[:, 0])[:, None] - np.arctan2(o[:, 1], o[:, 0])[None, :])
+    gap = np.minimum(gap, 2.0 * np.pi - gap)
+    with np.errstate(invalid="ignore"):
+        hidden = (gap < hp[:, None] + ho[None, :]) & (ro[None, :] < rp[:, None] - _MIN_GAP_M)
+    return np.asarray(hidden.any(axis=1))
+
+
 def fov_masks(fovs: Sequence[FieldOfView], points: FloatArray, margins: Sequence[float]
               ) -> BoolArray:
     """(N, F, M) mask: point n inside field of view f shrunk by margin m (grown if negative).
@@ -689,33 +725,42 @@ class CrossChecker:
                              self._agree, pos_all[na].copy(),
                              outvoted=chans[loser].name if loser >= 0 else None),
             ))
-        # misses: a track well inside another channel's FOV where that channel has nothing in
-        # the association gate (a track inside the gate makes the unmatched one a duplicate)
-        # (an excluded channel's unmatched tracks blame nobody)
-        miss = (node_of[comp] < 0) & shrunk & ~near & trust[node_ch][:, None]
-        mn, mc = np.nonzero(miss)
-        if mn.size:
-            order = np.lexsort((comp[mn], mc, node_ch[mn]))
-            for n, c in zip(mn[order].tolist(), mc[order].tolist(), strict=True):
-                a_name, tid = chans[int(node_ch[n])].name, int(ids_all[n])
-                candidates.append((
-                    ("m", a_name, tid, chans[c].name),
-                    Disagreement((a_name, chans[c].name), (tid, -1), 0.0,
-                                 float(self.cfg.persistence), pos_all[n].copy(), "miss"),
-                ))
-
         # existence vote. A channel with an agreeing track next to a member sees the object
         # (its track is a duplicate, or matched to a neighbour by the one-to-one assignment):
         # it is not outvoted for missing it, and does not count against the object's existence
         lost = est_loser.copy()
         if self.cfg.vote_on_existence and n_ch >= 3 and n_obj:
             flat = (comp[:, None] * n_ch + np.arange(n_ch)[None, :])[close]
+            # a channel the object is hidden from (behind a nearer track of its own) does not vote
+            can_see = covers & ~(self._hidden(chans, pos, frame) & ~present)
             seen = present | (np.bincount(flat, minlength=n_obj * n_ch)
-                              .reshape(n_obj, n_ch) > 0) & covers
-            n_vot = covers.sum(axis=1)
+                              .reshape(n_obj, n_ch) > 0) & can_see
+            n_vot = can_see.sum(axis=1)
             ex_vote = n_vot >= 3
-            lost |= (ex_vote & (2 * k > n_vot))[:, None] & covers & ~seen
+            lost |= (ex_vote & (2 * k > n_vot))[:, None] & can_see & ~seen
             lost |= (ex_vote & (2 * (n_vot - seen.sum(axis=1)) > n_vot))[:, None] & present
+
+        # misses: a track well inside another channel's FOV where that channel has nothing in
+        # the association gate (a track inside the gate makes the unmatched one a duplicate)
+        # (an excluded channel's unmatched tracks blame nobody)
+        miss = (node_of[comp] < 0) & shrunk & ~near & trust[node_ch][:, None]
+        # ... nor where that channel cannot see it: behind a nearer track of its own (the
+        # occluder is output; the hidden object is output from the channels that do see it)
+        if miss.any():
+            miss &= ~self._hidden(chans, pos_all, frame)
+        mn, mc = np.nonzero(miss)
+        if mn.size:
+            order = np.lexsort((comp[mn], mc, node_ch[mn]))
+            for n, c in zip(mn[order].tolist(), mc[order].tolist(), strict=True):
+                a_name, tid = chans[int(node_ch[n])].name, int(ids_all[n])
+                # a track the existence vote contradicts (a ghost) blames nobody for missing it
+                ghost = chans[int(node_ch[n])].name if lost[comp[n], node_ch[n]] else None
+                candidates.append((
+                    ("m", a_name, tid, chans[c].name),
+                    Disagreement((a_name, chans[c].name), (tid, -1), 0.0,
+                                 float(self.cfg.persistence), pos_all[n].copy(), "miss",
+                                 outvoted=ghost),
+                ))
 
         # label of the most certain included member; velocity averaged over included members
         trace = np.where(included, P[..., 0, 0] + P[..., 1, 1], np.inf)
@@ -735,6 +780,16 @@ class CrossChecker:
             chans, tids, included, est_loser, lost, covers & trust[None, :], pos, cov,
             corroborated, labels, vel, candidates, frame,
         )
+
+    def _hidden(self, chans: list[_Chan], points: FloatArray, frame: str) -> BoolArray:
+        """(N, n_ch) mask: point n is hidden from channel c behind a nearer track of c."""
+        out = np.zeros((len(points), len(chans)), dtype=bool)
+        if not self.cfg.occlusion or frame != "ground" or len(points) == 0:
+            return out
+        for c, ch in enumerate(chans):
+            out[:, c] = hidden_behind(points, ch.pos, self.cfg.object_half_width_m,
+                                      self.cfg.occluder_half_width_m)
+        return out
 
     @staticmethod
     def _fuse(

@@ -5,10 +5,13 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 
 import numpy as np
+from numpy.typing import NDArray
 from pydantic import BaseModel, ConfigDict
 
+from perception.tracks import Tracks
 from safety.channels import ChannelConfig
 from safety.context import ChannelObservation, MonitorSpec, StepContext
+from safety.crosscheck import hidden_behind
 from safety.findings import Finding, Impact
 
 
@@ -112,3 +115,37 @@ def label(name: str | None) -> str:
 def block_due(t: float, start: float, block_s: float, step: float) -> bool:
     """Has a block that opened at ``start`` collected its ``block_s`` of steps spaced ``step``?"""
     return t - start + step >= block_s - 0.5 * step
+
+
+def occluded(
+    tracks: Tracks, occluders: NDArray[np.bool_], half_width_m: float,
+    occluder_half_width_m: float | None = None,
+) -> NDArray[np.bool_]:
+    """Which tracks a nearer ``occluders`` track of the same channel hides from its sensor.
+
+    Ground tracks: :func:`safety.crosscheck.hidden_behind` (the same rule the cross-check uses
+    for misses: bearing spans ± atan(half width / range) overlap, occluder nearer; tracks carry
+    no size, so every object is taken as ``half_width_m`` wide either side, every occluder as
+    ``occluder_half_width_m``, default the same). Image box tracks: the column spans of
+    the two boxes overlap and the occluder's bottom edge is lower in the image (nearer on the
+    ground). A track never occludes itself. Vectorised over pairs.
+    """
+    n = len(tracks)
+    occ = np.asarray(occluders, dtype=bool).reshape(-1)
+    if n == 0 or occ.shape != (n,) or not occ.any():
+        return np.zeros(n, dtype=bool)
+    if tracks.space != "box":
+        pos = np.asarray(tracks.position, dtype=np.float64).reshape(n, 2)
+        return hidden_behind(pos, pos[occ], half_width_m, occluder_half_width_m)
+    x = np.asarray(tracks.x, dtype=np.float64).reshape(n, -1)
+    if x.shape[1] < 4:
+        return np.zeros(n, dtype=bool)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        w = np.sqrt(np.clip(x[:, 2] * x[:, 3], 0.0, None))
+        h = np.sqrt(np.clip(x[:, 2] / x[:, 3], 0.0, None))
+    centre, half, bottom = x[:, 0], 0.5 * w, x[:, 1] + 0.5 * h
+    with np.errstate(invalid="ignore"):
+        overlap = np.abs(centre[:, None] - centre[None, :]) < half[:, None] + half[None, :]
+        hidden = overlap & (bottom[None, :] > bottom[:, None]) & occ[None, :]
+    np.fill_diagonal(hidden, False)
+    return np.asarray(hidden.any(axis=1))

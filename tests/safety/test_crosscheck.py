@@ -267,6 +267,38 @@ def test_duplicate_track_is_not_a_miss_of_the_other_channel() -> None:
     assert [(d.kind, d.track_ids) for d in res.disagreements] == [("miss", (2, -1))]
 
 
+def test_object_hidden_behind_a_nearer_track_of_the_blind_channel_is_not_a_miss() -> None:
+    """A car cut in 28 m ahead hides the lead car at 45 m from the camera (the radar sees under
+    cars): the camera is not blamed for missing it, and the lead car is still output. Beside
+    the occluder the same gap is a miss."""
+    cc = CrossChecker(CFG, channels("cam", "radar"))
+    res = cc.check(0.0, {"cam": make_tracks("cam", [[28.0, 0.2]]),
+                         "radar": make_tracks("radar", [[28.0, 0.2], [45.0, 0.0]])})
+    assert len(res.objects) == 2
+    assert [d for d in res.disagreements if d.kind == "miss"] == []
+    res = cc.check(0.1, {"cam": make_tracks("cam", [[28.0, 0.2]], t=0.1),
+                         "radar": make_tracks("radar", [[28.0, 0.2], [45.0, 3.5]], t=0.1)})
+    assert [(d.kind, d.channels, d.track_ids) for d in res.disagreements] == [
+        ("miss", ("radar", "cam"), (2, -1))]
+    # switched off: the hidden car is a miss again
+    off = CrossChecker(CrosscheckConfig(persistence=1, occlusion=False), channels("cam", "radar"))
+    res = off.check(0.0, {"cam": make_tracks("cam", [[28.0, 0.2]]),
+                          "radar": make_tracks("radar", [[28.0, 0.2], [45.0, 0.0]])})
+    assert [d.kind for d in res.disagreements] == ["miss"]
+
+
+def test_hidden_object_does_not_outvote_the_channel_it_is_hidden_from() -> None:
+    """Three channels: the camera cannot see the car behind the cut-in car, radar and lidar
+    can. The camera loses no existence vote for it; a car in plain view it misses does."""
+    cc = CrossChecker(CFG, channels("cam", "radar", "lidar"))
+    near, far, aside = [28.0, 0.2], [45.0, 0.0], [40.0, -6.0]
+    res = cc.check(0.0, {"cam": make_tracks("cam", [near]),
+                         "radar": make_tracks("radar", [near, far, aside]),
+                         "lidar": make_tracks("lidar", [near, far, aside])})
+    assert res.vote_losers == {"cam": 1, "radar": 0, "lidar": 0}  # the car aside only
+    assert len(res.objects) == 3
+
+
 def test_excluded_channels_are_never_output_but_still_checked() -> None:
     cc = CrossChecker(CFG, channels("a", "b", "c"))
     truth = np.array(SCENE)
