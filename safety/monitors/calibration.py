@@ -16,9 +16,11 @@ Threshold: two-sided CUSUM, reference ``k``, threshold h from the budget shared 
 pairs × 2 axes (:func:`design_cusum`). With the defaults (10⁻³ false alarms/h, 1 s blocks, one
 pair) h ≈ 14.6 and a bias of 2 block standard deviations is found in ≈ 10 s.
 
-Impact: with two voting channels the faulty one cannot be named (SYSTEM). With three or more, a
-channel common to every drifting pair, in at least two of them, is named (CHANNEL); anything
-else is SYSTEM. Pairs with a shadow channel are information only.
+Impact: with two voting channels the faulty one cannot be named (SYSTEM) — unless one of the
+pair is already excluded as faulty (outside the cross-check's trusted ``active`` set): its known
+fault explains the offset, so it is named (CHANNEL). With three or more, a channel common to every
+drifting pair, in at least two of them, is named (CHANNEL); anything else is SYSTEM. Pairs with a
+shadow channel are information only.
 """
 
 from __future__ import annotations
@@ -175,11 +177,21 @@ class CalibrationMonitor:
             if "shadow" in (self.channels.config(p[0]).role, self.channels.config(p[1]).role)
         }
         voting = {p: c for p, c in alarming.items() if p not in shadow}
+        # a pair with one channel already excluded as faulty (not in the cross-check's trusted
+        # set) is explained by that channel's known fault: it is named, not "one of the two"
+        trusted = set(cc.active) if cc is not None else set()
+        known = {p: self._excluded_of(p, trusted) for p in voting}
+        known = {p: ch for p, ch in known.items() if ch is not None}
+        voting = {p: c for p, c in voting.items() if p not in known}
         culprit = self._isolate(set(voting))
         out: list[Finding] = []
         for p in sorted(shadow):
             out.append(
                 self._finding(ctx, p, alarming[p], channel=self._shadow_of(p), impact=Impact.INFO)
+            )
+        for p, ch in sorted(known.items()):
+            out.append(
+                self._finding(ctx, p, alarming[p], channel=ch, impact=Impact.CHANNEL, culprit=ch)
             )
         if culprit is not None:
             worst = max(voting, key=lambda p: float(voting[p].statistic.max()))
@@ -197,6 +209,12 @@ class CalibrationMonitor:
             for p in sorted(voting):
                 out.append(self._finding(ctx, p, voting[p], channel=None, impact=Impact.SYSTEM))
         return out
+
+    @staticmethod
+    def _excluded_of(p: Pair, trusted: set[str]) -> str | None:
+        """The one member of ``p`` outside the trusted set (None: both or neither)."""
+        out = [c for c in p if c not in trusted]
+        return out[0] if len(out) == 1 and trusted else None
 
     def _shadow_of(self, p: Pair) -> str:
         return p[0] if self.channels.config(p[0]).role == "shadow" else p[1]

@@ -535,8 +535,10 @@ def test_default_inflation_covers_real_filter_autocorrelation() -> None:
 def _calib_iter(mon: CalibrationMonitor, rng: np.random.Generator, steps: int,
                 bias: np.ndarray | None = None, onset: float = 0.0, ramp: float = 0.0,
                 three: bool = False, pairs: Sequence[tuple[int, int]] | None = None,
+                active: tuple[str, ...] = (),
                 ) -> Iterator[tuple[float, list[Finding]]]:
-    """Step the monitor on real-filter residuals (optionally biased from ``onset``), lazily."""
+    """Step the monitor on real-filter residuals (optionally biased from ``onset``), lazily;
+    ``active`` is the cross-check's trusted set (empty: not reported)."""
     names = ["a", "b", "c"]
     pairs = pairs or ([(0, 1), (0, 2), (1, 2)] if three else [(0, 1)])
     for i, (err, var) in enumerate(kf_residuals(rng, steps, chans=3 if three else 2)):
@@ -545,7 +547,7 @@ def _calib_iter(mon: CalibrationMonitor, rng: np.random.Generator, steps: int,
         if bias is not None and t >= onset:
             shift[-1 if three else 1] = bias * (1.0 if ramp == 0 else min(1.0, (t - onset) * ramp))
         err = err + shift[: err.shape[0], None, :]
-        xc = CrosscheckResult()
+        xc = CrosscheckResult(active=active)
         for a, b in pairs:
             xc.residuals[(names[a], names[b])], xc.residual_covs[(names[a], names[b])] = (
                 _pair_step(err, var, a, b))
@@ -579,6 +581,21 @@ def test_calibration_bias_step_detected_within_design_delay() -> None:
     f = next(fs for _, fs in run if fs)[0]
     assert f.kind == "calibration.drift" and f.impact is Impact.SYSTEM and f.channel is None
     assert_message(f)
+
+
+def test_calibration_offset_against_an_excluded_channel_names_it() -> None:
+    """Two channels, one already excluded as faulty (a blurred camera whose boxes, and so its
+    ranges, shifted): the offset is its known fault, not "one of the two" (no takeover)."""
+    rng = np.random.default_rng(12)
+    mon = CalibrationMonitor(CalibrationConfig(), TWO)
+    run = _calib_run(mon, rng, 600, bias=np.array([1.0, 0.0]), onset=10.0, active=("a",))
+    f = next(fs for _, fs in run if fs)[0]
+    assert f.kind == "calibration.drift" and f.impact is Impact.CHANNEL and f.channel == "b"
+    rng = np.random.default_rng(12)
+    both = _calib_run(CalibrationMonitor(CalibrationConfig(), TWO), rng, 600,
+                      bias=np.array([1.0, 0.0]), onset=10.0, active=("a", "b"))
+    f = next(fs for _, fs in both if fs)[0]
+    assert f.impact is Impact.SYSTEM and f.channel is None
 
 
 def test_calibration_ramp_detected_before_it_grows_large() -> None:
