@@ -84,7 +84,9 @@ def build_monitors(cfg: MonitorsConfig, channels: Sequence[ChannelConfig]) -> li
     if cfg.drift.enabled:
         out.append(DriftMonitor(cfg.drift, channels))
     if cfg.crosscheck.enabled:
-        out.append(CrossChannelMonitor(cfg.crosscheck, channels))
+        out.append(
+            CrossChannelMonitor(cfg.crosscheck, channels, step_rate_hz=rate, budget_per_hour=budget)
+        )
     if cfg.calibration.enabled:
         out.append(
             CalibrationMonitor(cfg.calibration, channels, step_rate_hz=rate, budget_per_hour=budget)
