@@ -129,6 +129,10 @@ def triggers(draw: st.DrawFn, *, duration: float = 20.0, simple: bool = False) -
 
 
 # ----------------------------------------------------------------------------- world
+#: Peak lateral acceleration a generated lane change may demand (m/s²).
+MAX_LATERAL_ACCEL = 4.0
+
+
 @st.composite
 def actor_configs(
     draw: st.DrawFn, *, actor_id: int = 0, patterns: Sequence[str] | None = None
@@ -146,9 +150,13 @@ def actor_configs(
     if pattern == "constant_velocity":
         motion = ConstantVelocityMotion(velocity=(draw(_f(0.0, 20.0)), draw(_f(-1.0, 1.0))))
     elif pattern == "lane_change":
+        # a minimum-jerk lateral move of d metres in T seconds peaks at 5.77·d/T² m/s²; keep it
+        # within what road users do (≤ 4 m/s², already a brisk swerve): 4 m in 1 s would be 2.3 g
+        offset = draw(_f(-4.0, 4.0))
+        shortest = max(1.0, float(np.sqrt(10.0 / np.sqrt(3.0) * abs(offset) / MAX_LATERAL_ACCEL)))
         motion = LaneChangeMotion(
-            speed=draw(_f(0.0, 20.0)), lateral_offset=draw(_f(-4.0, 4.0)),
-            duration=draw(_f(1.0, 6.0)), start_time=draw(_f(0.0, 10.0)),
+            speed=draw(_f(0.0, 20.0)), lateral_offset=offset,
+            duration=draw(_f(shortest, max(shortest, 6.0))), start_time=draw(_f(0.0, 10.0)),
         )  # fmt: skip
     elif pattern == "crossing":
         motion = CrossingMotion(

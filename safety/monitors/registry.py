@@ -34,7 +34,9 @@ MONITOR_TABLE: tuple[MonitorSpec, ...] = (
 
 class MonitorsConfig(BaseModel):
     """All monitor settings. ``false_alarms_per_hour`` is the budget of each statistical
-    monitor (consistency, calibration, distribution) at ``step_rate_hz``; thresholds follow."""
+    monitor (consistency, calibration, distribution, cross-channel disagreement, drift
+    coasting) at
+    ``step_rate_hz``; thresholds follow."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -82,7 +84,7 @@ def build_monitors(cfg: MonitorsConfig, channels: Sequence[ChannelConfig]) -> li
             ConsistencyMonitor(cfg.consistency, channels, step_rate_hz=rate, budget_per_hour=budget)
         )
     if cfg.drift.enabled:
-        out.append(DriftMonitor(cfg.drift, channels))
+        out.append(DriftMonitor(cfg.drift, channels, step_rate_hz=rate, budget_per_hour=budget))
     if cfg.crosscheck.enabled:
         out.append(
             CrossChannelMonitor(cfg.crosscheck, channels, step_rate_hz=rate, budget_per_hour=budget)
