@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator, Sequence
 
 import numpy as np
@@ -372,8 +373,12 @@ def test_holm_is_step_down_and_never_weaker_than_bonferroni() -> None:
 
 
 # ----------------------------------------------------------------------------- drift
+#: the coasting rule's geometry, with the limit fixed (its learnt value is tested on its own)
+COAST = DriftConfig(max_coast_s=0.5)
+
+
 def test_drift_coasting_inside_fov_names_tracks() -> None:
-    mon = DriftMonitor(DriftConfig(), TWO)  # limit 0.5 · tracker max_coast 1.0 s
+    mon = DriftMonitor(COAST, TWO)
     tr = tracks(1.0, [[20.0, 0.0], [30.0, 0.0], [200.0, 0.0], [25.0, 1.0]], ids=[4, 5, 6, 7],
                 tsu=[0.8, 0.1, 0.9, 0.9], updated=False,
                 status=[TrackStatus.COASTING, TrackStatus.CONFIRMED, TrackStatus.COASTING,
@@ -385,7 +390,7 @@ def test_drift_coasting_inside_fov_names_tracks() -> None:
 
 
 def test_drift_coasting_duplicate_of_an_updated_track_is_not_lost() -> None:
-    mon = DriftMonitor(DriftConfig(), TWO)
+    mon = DriftMonitor(COAST, TWO)
     # track 1 drifted off and coasts; track 2 took over the same object 1.6 m away
     tr = tracks(2.0, [[23.4, 2.7], [25.0, 3.0], [40.0, -3.0]], ids=[1, 2, 3],
                 tsu=[0.8, 0.0, 0.8], updated=[False, True, False], cov_trace=[1.2, 0.3, 1.2],
@@ -404,8 +409,9 @@ def test_drift_quiet_on_updated_tracks() -> None:
 
 
 def test_drift_covariance_bound_and_growth() -> None:
-    mon = DriftMonitor(DriftConfig(), TWO)  # bound 0.5 · 100
-    tr = tracks(0.0, [[20.0, 0.0], [30.0, 0.0]], ids=[1, 2], cov_trace=[60.0, 1.0])
+    bound = 0.5 * ChannelConfig(name="a").tracker.max_cov_trace  # half the deletion bound
+    mon = DriftMonitor(DriftConfig(), TWO)
+    tr = tracks(0.0, [[20.0, 0.0], [30.0, 0.0]], ids=[1, 2], cov_trace=[1.2 * bound, 1.0])
     fs = mon.observe(ctx(0.0, [obs("a", tr=tr)]))
     assert kinds(fs) == ["drift.covariance"] and fs[0].track_ids == (1,)
     mon.reset()
@@ -415,6 +421,85 @@ def test_drift_covariance_bound_and_growth() -> None:
         out = mon.observe(ctx(i * DT, [obs("a", tr=tr)]))
         if i < 10:
             assert out == []
+    assert kinds(out) == ["drift.covariance"] and out[0].track_ids == (3,)
+
+
+def test_drift_coasting_limit_follows_the_channels_miss_rate_and_the_budget() -> None:
+    """A channel that misses 10 % of its looks at a visible object coasts 5 steps in a row
+    about once an hour per object (0.1⁵ × 36 000): too often for a 1e-3/h budget. The limit
+    is learnt from the channel's own miss rate (a more reliable channel gets a shorter one),
+    and tracks that coast together are far less likely by chance: a channel losing all its
+    objects at once is named at the floor (half the tracker's deletion age)."""
+    def learn(miss: float) -> DriftMonitor:
+        rng = np.random.default_rng(5)
+        mon = DriftMonitor(DriftConfig(), TWO)
+        for i in range(100):  # 2 objects, 200 track-steps: more than miss_reference_steps
+            up = rng.random(2) >= miss
+            tr = tracks(i * DT, [[20.0, -3.0], [40.0, 3.0]], ids=[1, 2], updated=up,
+                        tsu=np.where(up, 0.0, 0.1))
+            assert mon.observe(ctx(i * DT, [obs("a", tr=tr)])) == []
+        return mon
+    q10, q02 = learn(0.10).coast_limit("a", TWO[0]), learn(0.02).coast_limit("a", TWO[0])
+    # 10 · (1.5 q)ⁿ ≤ 1e-3 / (36 000 × 10): q = 10 % → n ≈ 12 steps, beyond the tracker's 1 s
+    # deletion age (lost objects are then the cross-check's); q = 2 % → n ≈ 7
+    assert q10 > 1.0 and 0.5 < q02 < 0.8
+    mon = learn(0.10)
+    assert mon.coast_limit("a", TWO[0], together=3) == pytest.approx(0.5)
+    pos = [[20.0, -3.0], [40.0, 3.0], [30.0, -8.0]]
+    one = tracks(20.0, pos, ids=[1, 2, 3], updated=[True, True, False], tsu=[0.0, 0.0, 0.6])
+    assert mon.observe(ctx(20.0, [obs("a", tr=one)])) == []  # a chance run of one track
+    mon = learn(0.10)
+    three = tracks(20.0, pos, ids=[1, 2, 3], updated=False, tsu=0.6)
+    fs = mon.observe(ctx(20.0, [obs("a", tr=three)]))  # the channel went blind
+    assert kinds(fs) == ["drift.coasting"] and fs[0].track_ids == (1, 2, 3)
+
+
+def test_drift_coasting_behind_a_nearer_seen_track_is_occlusion() -> None:
+    """A cut-in car hides the lead car from the camera: its coasting track is not a lost object
+    while the nearer car is seen in front of it; once the occluder has moved aside it is."""
+    mon = DriftMonitor(COAST, TWO)
+    hidden = tracks(2.0, [[28.0, 0.0], [45.0, 0.3]], ids=[1, 2], updated=[True, False],
+                    tsu=[0.0, 0.8], status=[TrackStatus.CONFIRMED, TrackStatus.COASTING])
+    assert mon.observe(ctx(2.0, [obs("a", tr=hidden)])) == []
+    aside = tracks(2.1, [[28.0, 4.0], [45.0, 0.3]], ids=[1, 2], updated=[True, False],
+                   tsu=[0.0, 0.9], status=[TrackStatus.CONFIRMED, TrackStatus.COASTING])
+    fs = mon.observe(ctx(2.1, [obs("a", tr=aside)]))
+    assert kinds(fs) == ["drift.coasting"] and fs[0].track_ids == (2,)
+    # an occluder that is itself unseen hides nothing: both are lost
+    both = tracks(2.2, [[28.0, 0.0], [45.0, 0.3]], ids=[1, 2], updated=False, tsu=[0.7, 1.0],
+                  status=TrackStatus.COASTING)
+    fs = mon.observe(ctx(2.2, [obs("a", tr=both)]))
+    assert kinds(fs) == ["drift.coasting"] and fs[0].track_ids == (1, 2)
+    # a farther track never hides a nearer one
+    behind = tracks(2.3, [[45.0, 0.0], [28.0, 0.3]], ids=[1, 2], updated=[True, False],
+                    tsu=[0.0, 0.8], status=[TrackStatus.CONFIRMED, TrackStatus.COASTING])
+    assert kinds(mon.observe(ctx(2.3, [obs("a", tr=behind)]))) == ["drift.coasting"]
+
+
+def _growing(i: int, r_growth: float) -> tuple[Tracks, Detections]:
+    """Two updated tracks; track 3's covariance grows 20 % per step, its update's R by
+    ``r_growth`` per step; track 4 is steady."""
+    tr = tracks(i * DT, [[20.0, 0.0], [25.0, 0.0]], ids=[3, 4], cov_trace=[0.5 * 1.2**i, 0.5])
+    tr = dataclasses.replace(tr, det_index=np.array([0, 1], np.int64))
+    d = dets(i * DT, [[20.0, 0.0], [25.0, 0.0]])
+    R = d.R.copy()
+    R[0] *= r_growth**i
+    return tr, dataclasses.replace(d, R=R)
+
+
+def test_drift_covariance_growth_explained_by_measurement_noise_is_not_drift() -> None:
+    """A camera's range noise grows with r²: a car pulling away from 9 to 20 m quadruples its
+    track covariance, updates and all. Growth the declared R explains is not drift; the same
+    growth with a steady R is."""
+    mon = DriftMonitor(DriftConfig(), TWO)
+    for i in range(13):
+        tr, d = _growing(i, 1.2)
+        assert mon.observe(ctx(i * DT, [obs("a", tr=tr, d=d)])) == []
+    mon.reset()
+    out: list[Finding] = []
+    for i in range(13):
+        tr, d = _growing(i, 1.0)
+        out = mon.observe(ctx(i * DT, [obs("a", tr=tr, d=d)]))
     assert kinds(out) == ["drift.covariance"] and out[0].track_ids == (3,)
 
 
@@ -664,7 +749,8 @@ def _dist_stream(rng: np.random.Generator, steps: int, *, onset: float = 1e9,
             sc = rng.beta(20.0 * sm / (1 - sm), 20.0, int(seen.sum()))
             img = ImageStats(f"{name}{i}", ch_after.get("brightness", 120.0) + bright_noise,
                              50 + rng.normal(0, 1), 300 + rng.normal(0, 15), (480, 640))
-            out.append(obs(name, d=dets(t, pts[seen], sc, name), img=img))
+            tr = tracks(t, pts[seen], scores=sc, sensor=name)  # each detection confirms a track
+            out.append(obs(name, d=dets(t, pts[seen], sc, name), tr=tr, img=img))
         yield ctx(t, out)
 
 
@@ -702,12 +788,58 @@ def test_distribution_detects_shift(change: dict[str, float], kind: str) -> None
     assert_message(fs[0])
 
 
-def test_distribution_two_channels_rate_fault_flags_both() -> None:
+def _count_stream(rng: np.random.Generator, steps: int, *, onset: float,
+                  world: tuple[int, int] = (4, 4), p_a: tuple[float, float] = (0.95, 0.95),
+                  p_b: float = 0.95) -> Iterator[StepContext]:
+    """Two channels watching ``world[0]`` (from ``onset``: ``world[1]``) objects 30 m ahead at
+    distinct bearings (nobody hides anybody); each channel confirms each object with its
+    probability (a's changes at ``onset``)."""
+    for i in range(steps):
+        t = i * DT
+        late = t >= onset
+        n = world[1] if late else world[0]
+        az = np.radians(np.linspace(-25, 25, n))
+        pts = 30.0 * np.column_stack([np.cos(az), np.sin(az)])
+        out = []
+        for name, p in (("a", p_a[1] if late else p_a[0]), ("b", p_b)):
+            seen = rng.random(n) < p
+            sc = np.full(int(seen.sum()), 0.85)
+            out.append(obs(name, d=dets(t, pts[seen], sc, name),
+                           tr=tracks(t, pts[seen], scores=sc, sensor=name)))
+        yield ctx(t, out)
+
+
+def _rate_findings(stream: Iterator[StepContext]) -> list[Finding]:
+    mon = DistributionMonitor(DistributionConfig(), TWO)
+    return [f for c in stream for f in mon.observe(c) if f.kind == "distribution.rate_shift"]
+
+
+def test_distribution_two_channels_rate_names_the_channel_whose_own_count_fell() -> None:
+    """With two channels both shares move; the one whose own count fell while the other's held
+    is named (CHANNEL) within a second or two, the healthy one never is."""
+    rng = np.random.default_rng(19)
+    found = _rate_findings(_count_stream(rng, 400, onset=25.0, p_a=(0.95, 0.25)))
+    named = [f for f in found if f.impact is Impact.CHANNEL]
+    assert named and {f.channel for f in named} == {"a"} and named[0].t <= 27.0
+    # the random-scene stream too (objects come and go, hide each other)
     rng = np.random.default_rng(19)
     mon = DistributionMonitor(DistributionConfig(), TWO)
-    first = _first_alarm(mon, _dist_stream(rng, 400, onset=25.0, after={"p_detect": 0.3}))
-    assert first is not None and first[0] <= 31.0
-    assert {f.channel for f in first[1]} <= {"a", "b"} and "a" in {f.channel for f in first[1]}
+    fs = [f for c in _dist_stream(rng, 400, onset=25.0, after={"p_detect": 0.3})
+          for f in mon.observe(c) if f.impact is Impact.CHANNEL]
+    assert fs and {f.channel for f in fs} == {"a"} and fs[0].t <= 31.0
+
+
+def test_distribution_two_channels_rate_ambiguous_is_information() -> None:
+    """Channel a starts missing objects just as the scene fills up: a's own count halves, b's
+    doubles. Nothing points at one channel, so the shift is information, never a channel
+    fault; a channel whose own count alone moved (b seeing ghosts) is the one named."""
+    rng = np.random.default_rng(20)
+    found = _rate_findings(_count_stream(rng, 400, onset=25.0, world=(4, 8), p_a=(0.95, 0.24)))
+    assert found and all(f.impact is Impact.INFO for f in found)
+    rng = np.random.default_rng(21)
+    found = _rate_findings(_count_stream(rng, 400, onset=25.0, world=(4, 8), p_a=(0.95, 0.475)))
+    named = [f for f in found if f.impact is Impact.CHANNEL]
+    assert named and {f.channel for f in named} == {"b"}
 
 
 def test_distribution_relative_rate_ignores_the_world_changing() -> None:
@@ -720,7 +852,45 @@ def test_distribution_relative_rate_ignores_the_world_changing() -> None:
     lone = DistributionMonitor(DistributionConfig(), [ChannelConfig(name="a")])
     first = _first_alarm(lone, _dist_stream(rng, 900, onset=25.0, world_rate_after=1.5,
                                             channels=("a",)))
+    # ... but a scene change is no sensor fault: information, never a channel fault
     assert first is not None and kinds(first[1]) == ["distribution.rate_shift"]
+    assert first[1][0].impact is Impact.INFO
+
+
+def _range_stream(rng: np.random.Generator, steps: int, *, far_from: float,
+                  drop_from: float = 1e9) -> Iterator[StepContext]:
+    """Camera a scores 0.9 − 0.3·r/80 (+ noise), radar b 0.85; two cars 15–25 m ahead, from
+    ``far_from`` 55–70 m ahead; radar clutter forms low-score tentative tracks. From
+    ``drop_from`` the camera's scores fall by 0.25 (a real shift)."""
+    for i in range(steps):
+        t = i * DT
+        lo, hi = (55.0, 70.0) if t >= far_from else (15.0, 25.0)
+        pts = np.column_stack([np.linspace(lo, hi, 2) + rng.normal(0, 0.3, 2), [-3.5, 3.5]])
+        r = np.hypot(pts[:, 0], pts[:, 1])
+        sa = 0.9 - 0.3 * r / 80 + rng.normal(0, 0.03, 2) - (0.25 if t >= drop_from else 0.0)
+        sa, sb = np.clip(sa, 0, 1), np.clip(0.85 + rng.normal(0, 0.05, 2), 0, 1)
+        clutter = rng.uniform([5, -30], [100, 30], (1, 2))
+        trb = tracks(t, np.vstack([pts, clutter]), scores=np.r_[sb, 0.3],
+                     status=[TrackStatus.CONFIRMED] * 2 + [TrackStatus.TENTATIVE], sensor="b")
+        yield ctx(t, [obs("a", d=dets(t, pts, sa, "a"), tr=tracks(t, pts, scores=sa)),
+                      obs("b", d=dets(t, np.vstack([pts, clutter]), np.r_[sb, 0.3], "b"),
+                          tr=trb)])
+
+
+def test_distribution_score_is_judged_at_the_same_range() -> None:
+    """Camera scores fall with range: the cars dropping back from 20 to 60 m lower the mean
+    score by 0.15 (5 noise σ), which is the scene, not the input distribution. A real fall of
+    0.25 at the same ranges is named on the camera."""
+    rng = np.random.default_rng(31)
+    mon = DistributionMonitor(DistributionConfig(), TWO)
+    found = [f for c in _range_stream(rng, 900, far_from=40.0) for f in mon.observe(c)]
+    assert found == []
+    rng = np.random.default_rng(31)
+    mon = DistributionMonitor(DistributionConfig(), TWO)
+    first = _first_alarm(mon, _range_stream(rng, 900, far_from=40.0, drop_from=30.0))
+    assert first is not None and 30.0 <= first[0] <= 33.0
+    assert [(f.kind, f.channel, f.impact) for f in first[1]] == [
+        ("distribution.score_shift", "a", Impact.CHANNEL)]
 
 
 def test_distribution_silent_while_learning_reference() -> None:
