@@ -31,6 +31,7 @@ __all__ = [
     "MotionConfig",
     "RandomWalkMotion",
     "StopAndGoMotion",
+    "TrafficMotion",
     "Truth",
     "World",
     "WorldConfig",
@@ -152,8 +153,38 @@ class RandomWalkMotion(_Motion):
     max_speed: float = Field(default=2.0, gt=0.0)
 
 
+class TrafficMotion(_Motion):
+    """Traffic that keeps the ego company for any duration (long soak drives): the gap ahead
+    oscillates, ``x(t) = position.x + amplitude · sin(2π (t + phase) / period)`` in the ego
+    frame (so it moves with the ego's speed profile), and every ``lane_period`` s the actor
+    changes lane (minimum jerk over ``lane_change_s``) to the next of ``lanes`` (ego-frame
+    lateral offsets, visited in turn after its starting one; empty: it keeps its lane).
+    Only for actors whose ``position`` is in the ego frame.
+    """
+
+    pattern: Literal["traffic"] = "traffic"
+    amplitude: float = Field(default=10.0, ge=0.0)
+    period: float = Field(default=120.0, gt=0.0)
+    phase: float = 0.0
+    lanes: list[float] = Field(default_factory=list)
+    lane_period: float = Field(default=60.0, gt=0.0)
+    lane_change_s: float = Field(default=4.0, gt=0.0)
+    lane_phase: float = 0.0
+
+    @model_validator(mode="after")
+    def _change_fits(self) -> TrafficMotion:
+        if self.lane_change_s > self.lane_period:
+            raise ValueError("lane_change_s must not exceed lane_period")
+        return self
+
+
 MotionConfig = Annotated[
-    ConstantVelocityMotion | LaneChangeMotion | CrossingMotion | StopAndGoMotion | RandomWalkMotion,
+    ConstantVelocityMotion
+    | LaneChangeMotion
+    | CrossingMotion
+    | StopAndGoMotion
+    | RandomWalkMotion
+    | TrafficMotion,
     Field(discriminator="pattern"),
 ]
 
@@ -180,6 +211,8 @@ class ActorConfig(BaseModel):
     def _check(self) -> ActorConfig:
         if self.size is not None and (self.size[0] <= 0 or self.size[1] <= 0):
             raise ValueError("size (length, width) must be positive")
+        if self.motion.pattern == "traffic" and self.frame != "ego":
+            raise ValueError("traffic motion needs an ego-frame position (frame: ego)")
         return self
 
     def footprint(self) -> tuple[float, float, float]:
@@ -307,7 +340,10 @@ class World:
         patterns = [a.motion.pattern for a in actors]
         self._groups: dict[str, IntArray] = {
             p: np.array([i for i, q in enumerate(patterns) if q == p], dtype=np.int64)
-            for p in ("constant_velocity", "lane_change", "crossing", "stop_and_go", "random_walk")
+            for p in (
+                "constant_velocity", "lane_change", "crossing", "stop_and_go", "random_walk",
+                "traffic",
+            )
         }
         m = [a.motion for a in actors]
 
@@ -357,6 +393,19 @@ class World:
         self._rw_sigma = param("sigma_accel", "random_walk")
         self._rw_max = param("max_speed", "random_walk")
         del rw
+        tf = self._groups["traffic"]
+        self._tf_gap = np.array([actors[i].position[0] for i in tf], dtype=np.float64)
+        self._tf_amp = param("amplitude", "traffic")
+        self._tf_period = param("period", "traffic")
+        self._tf_phase = param("phase", "traffic")
+        self._tf_lane_period = param("lane_period", "traffic")
+        self._tf_lane_change = param("lane_change_s", "traffic")
+        self._tf_lane_phase = param("lane_phase", "traffic")
+        self._tf_lanes = [
+            np.array([actors[i].position[1], *m[i].lanes], dtype=np.float64) for i in tf
+        ]
+        if len(tf):
+            self._step_traffic(0.0)
 
     # ------------------------------------------------------------------ stepping
     def step(self, dt: float) -> Truth:
@@ -378,6 +427,7 @@ class World:
         self._step_crossing(t1)
         self._step_stop_and_go(dt, t1)
         self._step_random_walk(dt)
+        self._step_traffic(t1)
         self.t = t1
         return self.truth()
 
@@ -433,6 +483,30 @@ class World:
         v = v * scale[:, None]
         self.pos[idx] += 0.5 * (self.vel[idx] + v) * dt
         self.vel[idx] = v
+
+    def _step_traffic(self, t1: float) -> None:
+        idx = self._groups["traffic"]
+        if not len(idx):
+            return
+        w = 2.0 * np.pi / self._tf_period
+        arg = w * (t1 + self._tf_phase)
+        gap = self._tf_gap + self._tf_amp * np.sin(arg)
+        dgap = self._tf_amp * w * np.cos(arg)
+        tl = t1 + self._tf_lane_phase
+        k = np.floor(tl / self._tf_lane_period).astype(np.int64)
+        tau = (tl - k * self._tf_lane_period) / self._tf_lane_change
+        s, ds = _min_jerk(tau)
+        sizes = np.array([len(v) for v in self._tf_lanes], dtype=np.int64)
+        lanes = [self._tf_lanes[j] for j in range(len(idx))]
+        now = np.array([lanes[j][k[j] % sizes[j]] for j in range(len(idx))])
+        before = np.array([lanes[j][(k[j] - 1) % sizes[j]] if k[j] > 0 else now[j]
+                           for j in range(len(idx))])
+        y = before + (now - before) * s
+        vy = (now - before) * ds / self._tf_lane_change * ((tau > 0) & (tau < 1))
+        self.pos[idx, 0] = self._ego_pos[0] + gap
+        self.pos[idx, 1] = self._ego_pos[1] + y
+        self.vel[idx, 0] = self.ego_speed + dgap
+        self.vel[idx, 1] = vy
 
     # ------------------------------------------------------------------ output
     @property
