@@ -394,6 +394,21 @@ class Tracker:
             return _NO_INT, _NO_INT
         return np.concatenate(ti), np.concatenate(di)
 
+    def _shadows(self, pos: FloatArray, cov: FloatArray, eligible: BoolArray, rows: IntArray,
+                 cols: IntArray) -> BoolArray:
+        """(len(cols),) mask: column track j lies within the coalescing gate of an older,
+        eligible row track i (i < j)."""
+        d = pos[cols][None, :, :] - pos[rows][:, None, :]  # [i, j] = p_j - p_i
+        S = cov[cols][None, :] + cov[rows][:, None]
+        det = S[..., 0, 0] * S[..., 1, 1] - S[..., 0, 1] * S[..., 1, 0]
+        q = (S[..., 1, 1] * d[..., 0] ** 2 - (S[..., 0, 1] + S[..., 1, 0]) * d[..., 0] * d[..., 1]
+             + S[..., 0, 0] * d[..., 1] ** 2)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            d2 = np.where(det > 0.0, q / det, np.inf)
+        pair = (rows[:, None] < cols[None, :]) & eligible[rows][:, None]
+        pair &= d2 <= self._coalesce_gate
+        return np.asarray(pair.any(axis=0))
+
     def _coalesce(self, x: FloatArray, P: FloatArray, status: IntArray, updated: BoolArray,
                   dead: BoolArray | None) -> BoolArray | None:
         """Twins: a track that for ``coalesce_steps`` measurement steps in a row lies within the
@@ -403,20 +418,21 @@ class Tracker:
         """
         n = updated.shape[0]
         alive = np.ones(n, bool) if dead is None else ~dead
-        pos = np.asarray(self.model.position(x), dtype=np.float64)
-        cov = np.asarray(self.model.position_cov(P), dtype=np.float64)
-        d = pos[None, :, :] - pos[:, None, :]  # [i, j] = p_j - p_i
-        S = cov[None, :] + cov[:, None]
-        det = S[..., 0, 0] * S[..., 1, 1] - S[..., 0, 1] * S[..., 1, 0]
-        q = (S[..., 1, 1] * d[..., 0] ** 2 - (S[..., 0, 1] + S[..., 1, 0]) * d[..., 0] * d[..., 1]
-             + S[..., 0, 0] * d[..., 1] ** 2)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            d2 = np.where(det > 0.0, q / det, np.inf)
-        # rows are in ID order, so i < j means i is the older; it must be reportable and alive
-        older = np.triu(np.ones((n, n), bool), 1)
-        older &= ((status != _TENTATIVE) & alive)[:, None]
-        pair = older & (d2 <= self._coalesce_gate) & ~(updated[:, None] & updated[None, :])
-        shadowed = pair.any(axis=0) & alive
+        # a pair counts only if at least one of the two missed this step: test just those pairs
+        # (all rows against the columns that missed, the rows that missed against the rest)
+        shadowed = np.zeros(n, bool)
+        missed = np.flatnonzero(~updated)
+        if missed.size:
+            pos = np.asarray(self.model.position(x), dtype=np.float64)
+            cov = np.asarray(self.model.position_cov(P), dtype=np.float64)
+            # rows are in ID order, so i < j means i is the older; it must be reportable, alive
+            eligible = (status != _TENTATIVE) & alive
+            rows = np.arange(n)
+            hit = np.flatnonzero(updated)
+            shadowed[missed] = self._shadows(pos, cov, eligible, rows, missed)
+            if hit.size:
+                shadowed[hit] = self._shadows(pos, cov, eligible, missed, hit)
+            shadowed &= alive
         self._dup = np.where(shadowed, self._dup + 1, 0)
         twins = self._dup >= self.coalesce_steps
         if not twins.any():
