@@ -130,7 +130,9 @@ class CalibrationMonitor:
         self._bias.clear()
 
     def _feed(self, pair: Pair, t: float, res: FloatArray, cov: FloatArray) -> None:
-        blk = self._block.setdefault(pair, _Block())
+        blk = self._block.get(pair)
+        if blk is None:  # built only when new (not a throwaway default every step)
+            blk = self._block[pair] = _Block()
         if blk.start is None:
             blk.start = t
         beta, cb = weighted_bias(res, cov)

@@ -85,7 +85,9 @@ class ConfidenceMonitor:
         out: list[Finding] = []
         c = self.cfg
         for name, _ch, obs in self.channels.visit(ctx):
-            g = self._gates.setdefault(name, _Gate())
+            g = self._gates.get(name)
+            if g is None:  # built only when new (not a throwaway default every step)
+                g = self._gates[name] = _Gate()
             score = self._score(obs)
             if score is not None:
                 g.last = score

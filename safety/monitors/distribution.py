@@ -329,7 +329,9 @@ class DistributionMonitor:
             consensus[frame] = (float(np.median(good)) if good and len(good) < len(have)
                                 else float(np.median(have)) if len(have) >= 2 else np.nan)
         for name, ch, obs in visits:
-            st = self._ch.setdefault(name, _Channel())
+            st = self._ch.get(name)
+            if st is None:  # built only when new (not a throwaway default every step)
+                st = self._ch[name] = _Channel()
             s = seen[name]
             if obs is not None and s is not None and self.watch[_S] and s.any():
                 self._add_scores(st, *self._bin_keys(obs, s))

@@ -85,7 +85,9 @@ class IntegrityMonitor:
         for name, ch, obs in self.channels.visit(ctx):
             if obs is None or not obs.received:
                 continue
-            st = self._state.setdefault(name, _ChannelState())
+            st = self._state.get(name)
+            if st is None:  # built only when new (not a throwaway default every step)
+                st = self._state[name] = _ChannelState()
             if obs.input_error is not None or obs.error_kind is not None:
                 out.append(self._rejected(ctx, name, obs))
             out += self._timestamps(ctx, name, ch, obs, st)

@@ -65,7 +65,9 @@ class LivenessMonitor:
             self._t0 = t
         out: list[Finding] = []
         for name, ch, obs in self.channels.visit(ctx):
-            st = self._state.setdefault(name, _ChannelState())
+            st = self._state.get(name)
+            if st is None:  # built only when new (not a throwaway default every step)
+                st = self._state[name] = _ChannelState()
             valid = is_valid(obs)
             if valid:
                 st.last_valid = t
