@@ -58,6 +58,31 @@ def holm_reject(p: np.ndarray, alpha: float, method: str = "holm") -> tuple[np.n
     return rej, level
 
 
+class _Window:
+    """One channel's NIS window as parallel columns (times, NIS sums, degrees of freedom), so
+    the per-step totals are plain C-level sums over a deque instead of generator passes."""
+
+    __slots__ = ("dof", "nis", "t")
+
+    def __init__(self) -> None:
+        self.t: deque[float] = deque()
+        self.nis: deque[float] = deque()
+        self.dof: deque[int] = deque()
+
+    def add(self, t: float, nis: float, dof: int) -> None:
+        self.t.append(t)
+        self.nis.append(nis)
+        self.dof.append(dof)
+
+    def drop_outside(self, t_min: float, t_max: float) -> None:
+        """Drop entries at or before ``t_min`` or after ``t_max`` from the front."""
+        t = self.t
+        while t and (t[0] <= t_min or t[0] > t_max):
+            t.popleft()
+            self.nis.popleft()
+            self.dof.popleft()
+
+
 class ConsistencyMonitor:
     """Per channel: windowed NIS chi-square test, both tails, Holm-corrected over channels."""
 
@@ -85,7 +110,7 @@ class ConsistencyMonitor:
         )
         self.step_rate_hz = float(step_rate_hz)
         self.alpha = float(budget) / (3600.0 * self.step_rate_hz)
-        self._windows: dict[str, deque[tuple[float, float, int]]] = {}
+        self._windows: dict[str, _Window] = {}
 
     def false_alarm_rate(self) -> float:
         """Upper bound on false alarms per hour in control: α · steps per hour."""
@@ -102,7 +127,9 @@ class ConsistencyMonitor:
         sums: list[float] = []
         dofs: list[int] = []
         for name, _ch, obs in self.channels.visit(ctx):
-            win = self._windows.setdefault(name, deque())
+            win = self._windows.get(name)
+            if win is None:
+                win = self._windows[name] = _Window()
             tr = obs.tracks if obs is not None and is_valid(obs) else None
             if tr is not None and len(tr) > 0 and np.ndim(tr.innovation) == 2:
                 nis = np.asarray(tr.nis, dtype=np.float64)
@@ -111,13 +138,12 @@ class ConsistencyMonitor:
                     sel &= np.asarray(tr.confirmed, bool)
                 n = int(np.count_nonzero(sel))
                 if n:
-                    win.append((t, float(nis[sel].sum()), n * int(tr.innovation.shape[1])))
-            while win and (win[0][0] <= t - self.cfg.window_s or win[0][0] > t):
-                win.popleft()
-            dof = sum(d for _, _, d in win)
+                    win.add(t, float(nis[sel].sum()), n * int(tr.innovation.shape[1]))
+            win.drop_outside(t - self.cfg.window_s, t)
+            dof = sum(win.dof)
             if dof >= self.cfg.min_dof:
                 names.append(name)
-                sums.append(sum(s for _, s, _ in win))
+                sums.append(sum(win.nis))  # in arrival order, as always
                 dofs.append(dof)
         if not names:
             return []
