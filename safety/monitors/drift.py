@@ -184,10 +184,6 @@ class DriftMonitor:
         confirmed = np.asarray(tr.confirmed, bool)
         inside = self._inside(ch, tr)
         seen = confirmed & (tsu <= limit)  # not lost itself: it can hide what is behind it
-        hidden = (occluded(tr, seen, self.cfg.object_half_width_m,
-                           self.cfg.occluder_half_width_m)
-                  if self.cfg.occlusion else np.zeros(len(tr), bool))
-        self._learn_misses(name, seen & inside & ~hidden, np.asarray(tr.updated, bool))
         # candidates: coasting, inside the field of view, not hidden behind a nearer object
         # this channel still sees (physics, not a fault: a long occlusion still ends in
         # covariance growth or deletion, and a track still unseen once the occluder has moved
@@ -195,6 +191,13 @@ class DriftMonitor:
         shortest = min(self.cfg.coast_fraction * ch.tracker.max_coast,
                        self.cfg.max_coast_s if self.cfg.max_coast_s is not None else np.inf)
         bad = confirmed & (tsu > shortest) & inside
+        st = self._miss.get(name)
+        learning = st is None or st[2] < 0
+        # occlusion only matters while the miss rate is learnt or when some track coasts
+        hidden = (occluded(tr, seen, self.cfg.object_half_width_m,
+                           self.cfg.occluder_half_width_m)
+                  if self.cfg.occlusion and (learning or bad.any()) else np.zeros(len(tr), bool))
+        self._learn_misses(name, seen & inside & ~hidden, np.asarray(tr.updated, bool))
         bad &= ~hidden
         if bad.any():
             bad[bad] = ~self._taken_over(tr, bad)
