@@ -229,7 +229,13 @@ def covariance_intersection(
     with np.errstate(divide="ignore", invalid="ignore"):
         best = np.where(d0 > 0, t0 / np.where(d0 > 0, d0, 1.0), np.inf)
         omega = np.zeros_like(t0)
-        for w in (np.ones_like(t0), r1, r2):
+        # ω = 1 (the other end point): det = d0 + d1 + d2, f = (t0 + t1) / det
+        det = d0 + (d1 + d2)
+        f = np.where(det > 0, (t0 + t1) / np.where(det > 0, det, 1.0), np.inf)
+        better = f < best
+        best = np.where(better, f, best)
+        omega = np.where(better, 1.0, omega)
+        for w in (r1, r2):
             w = np.clip(w, 0.0, 1.0)
             w[np.isnan(w)] = 0.0
             det = d0 + (d1 + d2 * w) * w
@@ -360,11 +366,9 @@ def gated_pairs(
     i = np.repeat(np.arange(na, dtype=np.int64), cnt)
     start = np.cumsum(cnt) - cnt
     j = order[np.arange(total) - np.repeat(start - lo, cnt)].astype(np.int64)
-    d2 = _d2(
-        pa[i, 0] - pb[j, 0], pa[i, 1] - pb[j, 1],
-        Pa[i, 0, 0] + Pb[j, 0, 0], Pa[i, 0, 1] + Pb[j, 0, 1],
-        Pa[i, 1, 0] + Pb[j, 1, 0], Pa[i, 1, 1] + Pb[j, 1, 1],
-    )
+    dp = pa[i] - pb[j]  # one gather and one subtraction per operand, not one per component
+    S = (Pa[i] + Pb[j]).reshape(-1, 4)
+    d2 = _d2(dp[:, 0], dp[:, 1], S[:, 0], S[:, 1], S[:, 2], S[:, 3])
     ok = d2 <= gate
     return i[ok], j[ok], d2[ok]
 
@@ -675,7 +679,8 @@ class CrossChecker:
         # stacked estimates (n_obj, n_ch, ...) with harmless fillers where absent
         X = np.zeros((n_obj, n_ch, 2))
         X[comp, node_ch] = pos_all
-        P = np.broadcast_to(np.eye(2), (n_obj, n_ch, 2, 2)).copy()
+        P = np.zeros((n_obj, n_ch, 2, 2))
+        P[..., 0, 0] = P[..., 1, 1] = 1.0
         P[comp, node_ch] = cov_all
         pi, pj = _pairs(n_ch).T
         agree_p = present[:, pi] & present[:, pj] & (
