@@ -19,7 +19,9 @@ from collections.abc import Sequence
 from typing import Literal
 
 import numpy as np
+from numpy.typing import NDArray
 from pydantic import Field
+from scipy.special import chdtr, chdtrc
 from scipy.stats import chi2
 
 from safety.channels import ChannelConfig
@@ -56,6 +58,18 @@ def holm_reject(p: np.ndarray, alpha: float, method: str = "holm") -> tuple[np.n
     level = np.empty(m)
     level[order] = level_sorted
     return rej, level
+
+
+def _tails(s: NDArray[np.float64], d: NDArray[np.float64]) -> NDArray[np.float64]:
+    """Upper then lower chi-square tail probabilities of sums ``s`` with ``d`` degrees of freedom.
+
+    The special functions ``chi2.sf`` / ``chi2.cdf`` evaluate, called directly where the
+    arguments are in the distribution's support (finite s ≥ 0, d > 0: always, in practice),
+    without the per-call argument handling of ``scipy.stats`` (about 20 µs a call).
+    """
+    if np.all(np.isfinite(s) & (s >= 0) & np.isfinite(d) & (d > 0)):
+        return np.concatenate([chdtrc(d, s), chdtr(d, s)])
+    return np.concatenate([chi2.sf(s, d), chi2.cdf(s, d)])
 
 
 class _Window:
@@ -149,7 +163,7 @@ class ConsistencyMonitor:
             return []
         s = np.asarray(sums)
         d = np.asarray(dofs, dtype=np.float64)
-        p = np.concatenate([chi2.sf(s, d), chi2.cdf(s, d)])  # high tails, then low tails
+        p = _tails(s, d)
         rej, level = holm_reject(p, self.alpha, self.cfg.correction)
         out: list[Finding] = []
         c = len(names)
