@@ -737,7 +737,9 @@ class CrossChecker:
         if self.cfg.vote_on_existence and n_ch >= 3 and n_obj:
             flat = (comp[:, None] * n_ch + np.arange(n_ch)[None, :])[close]
             # a channel the object is hidden from (behind a nearer track of its own) does not vote
-            can_see = covers & ~(self._hidden(chans, pos, frame) & ~present)
+            # (only an absent member can be hidden: with none inside a FOV, skip the geometry)
+            can_see = (covers & ~(self._hidden(chans, pos, frame) & ~present)
+                       if (covers & ~present).any() else covers.copy())
             seen = present | (np.bincount(flat, minlength=n_obj * n_ch)
                               .reshape(n_obj, n_ch) > 0) & can_see
             n_vot = can_see.sum(axis=1)
