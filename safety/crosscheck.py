@@ -738,8 +738,10 @@ class CrossChecker:
             flat = (comp[:, None] * n_ch + np.arange(n_ch)[None, :])[close]
             # a channel the object is hidden from (behind a nearer track of its own) does not vote
             # (only an absent member can be hidden: with none inside a FOV, skip the geometry)
-            can_see = (covers & ~(self._hidden(chans, pos, frame) & ~present)
-                       if (covers & ~present).any() else covers.copy())
+            absent = covers & ~present
+            need: BoolArray = np.asarray(absent.any(axis=0))
+            can_see = (covers & ~(self._hidden(chans, pos, frame, need) & ~present)
+                       if need.any() else covers.copy())
             seen = present | (np.bincount(flat, minlength=n_obj * n_ch)
                               .reshape(n_obj, n_ch) > 0) & can_see
             n_vot = can_see.sum(axis=1)
@@ -754,7 +756,7 @@ class CrossChecker:
         # ... nor where that channel cannot see it: behind a nearer track of its own (the
         # occluder is output; the hidden object is output from the channels that do see it)
         if miss.any():
-            miss &= ~self._hidden(chans, pos_all, frame)
+            miss &= ~self._hidden(chans, pos_all, frame, miss.any(axis=0))
         mn, mc = np.nonzero(miss)
         if mn.size:
             order = np.lexsort((comp[mn], mc, node_ch[mn]))
@@ -788,12 +790,16 @@ class CrossChecker:
             corroborated, labels, vel, candidates, frame,
         )
 
-    def _hidden(self, chans: list[_Chan], points: FloatArray, frame: str) -> BoolArray:
-        """(N, n_ch) mask: point n is hidden from channel c behind a nearer track of c."""
+    def _hidden(self, chans: list[_Chan], points: FloatArray, frame: str,
+                need: BoolArray | None = None) -> BoolArray:
+        """(N, n_ch) mask: point n is hidden from channel c behind a nearer track of c (only
+        for the channels ``need`` selects, False for the others)."""
         out = np.zeros((len(points), len(chans)), dtype=bool)
         if not self.cfg.occlusion or frame != "ground" or len(points) == 0:
             return out
         for c, ch in enumerate(chans):
+            if need is not None and not need[c]:
+                continue
             out[:, c] = hidden_behind(points, ch.pos, self.cfg.object_half_width_m,
                                       self.cfg.occluder_half_width_m)
         return out
