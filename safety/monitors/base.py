@@ -6,7 +6,7 @@ from collections.abc import Iterator, Sequence
 
 import numpy as np
 from numpy.typing import NDArray
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from perception.tracks import Tracks
 from safety.channels import ChannelConfig
@@ -21,6 +21,18 @@ class MonitorSettings(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     enabled: bool = True
+
+
+class BudgetedSettings(MonitorSettings):
+    """Settings of a monitor whose threshold is set from a false-alarm budget."""
+
+    #: this monitor's own budget (false alarms per hour); None: the monitors' shared budget
+    false_alarms_per_hour: float | None = Field(default=None, gt=0)
+
+    def budget(self, shared: float) -> float:
+        """False alarms per hour this monitor may spend: its own setting, else the shared one."""
+        own = self.false_alarms_per_hour
+        return float(own if own is not None else shared)
 
 
 def finding(

@@ -36,14 +36,20 @@ from pydantic import Field
 from safety.channels import ChannelConfig
 from safety.context import MonitorSpec, StepContext
 from safety.findings import Finding, Impact
-from safety.monitors.base import ChannelSet, MonitorSettings, block_due, finding, label
+from safety.monitors.base import (
+    BudgetedSettings,
+    ChannelSet,
+    block_due,
+    finding,
+    label,
+)
 from safety.monitors.changepoint import Cusum, CusumDesign, design_cusum
 
 FloatArray = NDArray[np.float64]
 Pair = tuple[str, str]
 
 
-class CalibrationConfig(MonitorSettings):
+class CalibrationConfig(BudgetedSettings):
     """CUSUM settings; ``threshold`` None means: derive h from the false-alarm budget."""
 
     k: float = Field(default=0.5, gt=0)  # reference, in block standard deviations
@@ -52,7 +58,6 @@ class CalibrationConfig(MonitorSettings):
     variance_inflation: float = Field(default=8.0, ge=1)
     min_block_fill: float = Field(default=0.5, gt=0, le=1)  # share of a block's steps with data
     cap: float = Field(default=1.5, gt=1)  # statistic cap, × h
-    false_alarms_per_hour: float | None = Field(default=None, gt=0)
 
 
 def weighted_bias(res: FloatArray, cov: FloatArray) -> tuple[FloatArray, FloatArray]:
@@ -107,9 +112,7 @@ class CalibrationMonitor:
     ) -> None:
         self.cfg = cfg
         self.channels = ChannelSet(channels)
-        budget = (
-            cfg.false_alarms_per_hour if cfg.false_alarms_per_hour is not None else budget_per_hour
-        )
+        budget = cfg.budget(budget_per_hour)
         n_pairs = max(1, len(list(combinations(self.channels.configs, 2))))
         self.design: CusumDesign = design_cusum(
             cfg.k, budget, 3600.0 / cfg.block_s, streams=2 * n_pairs, h=cfg.threshold

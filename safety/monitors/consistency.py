@@ -27,17 +27,22 @@ from scipy.stats import chi2
 from safety.channels import ChannelConfig
 from safety.context import MonitorSpec, StepContext
 from safety.findings import Finding, Impact
-from safety.monitors.base import ChannelSet, MonitorSettings, finding, is_valid, label
+from safety.monitors.base import (
+    BudgetedSettings,
+    ChannelSet,
+    finding,
+    is_valid,
+    label,
+)
 
 
-class ConsistencyConfig(MonitorSettings):
+class ConsistencyConfig(BudgetedSettings):
     """Window, minimum evidence and the false-alarm budget (None: the monitors-wide budget)."""
 
     window_s: float = Field(default=2.0, gt=0)
     min_dof: int = Field(default=20, ge=1)
     confirmed_only: bool = True  # tentative tracks carry clutter associations
     correction: Literal["holm", "bonferroni"] = "holm"
-    false_alarms_per_hour: float | None = Field(default=None, gt=0)
 
 
 def holm_reject(p: np.ndarray, alpha: float, method: str = "holm") -> tuple[np.ndarray, np.ndarray]:
@@ -119,9 +124,7 @@ class ConsistencyMonitor:
     ) -> None:
         self.cfg = cfg
         self.channels = ChannelSet(channels)
-        budget = (
-            cfg.false_alarms_per_hour if cfg.false_alarms_per_hour is not None else budget_per_hour
-        )
+        budget = cfg.budget(budget_per_hour)
         self.step_rate_hz = float(step_rate_hz)
         self.alpha = float(budget) / (3600.0 * self.step_rate_hz)
         self._windows: dict[str, _Window] = {}

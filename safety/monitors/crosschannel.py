@@ -37,10 +37,10 @@ from safety.channels import ChannelConfig
 from safety.context import MonitorSpec, StepContext
 from safety.crosscheck import Disagreement
 from safety.findings import Finding, Impact
-from safety.monitors.base import ChannelSet, MonitorSettings, finding, label
+from safety.monitors.base import BudgetedSettings, ChannelSet, finding, label
 
 
-class CrossChannelConfig(MonitorSettings):
+class CrossChannelConfig(BudgetedSettings):
     """Persistence (steps, radius) and the outvoting rule (k of the last n steps)."""
 
     persist_steps: int = Field(default=5, ge=1)
@@ -49,7 +49,6 @@ class CrossChannelConfig(MonitorSettings):
     outvoted_window: int = Field(default=10, ge=1)
     shadow_steps: int = Field(default=10, ge=1)  # shadow mismatch persistence (information)
     objects: int = Field(default=10, ge=1)  # objects per pair the disagreement budget covers
-    false_alarms_per_hour: float | None = Field(default=None, gt=0)
 
     @model_validator(mode="after")
     def _k_of_n(self) -> CrossChannelConfig:
@@ -93,9 +92,7 @@ class CrossChannelMonitor:
     ) -> None:
         self.cfg = cfg
         self.channels = ChannelSet(channels)
-        budget = (
-            cfg.false_alarms_per_hour if cfg.false_alarms_per_hour is not None else budget_per_hour
-        )
+        budget = cfg.budget(budget_per_hour)
         n = max(1, len(self.channels.voting))
         tests = step_rate_hz * 3600.0 * max(1, n * (n - 1) // 2) * cfg.objects
         self.d2_min = float(chi2.isf(min(budget / tests, 0.5), 2))

@@ -60,8 +60,8 @@ from safety.channels import ChannelConfig
 from safety.context import ChannelObservation, MonitorSpec, StepContext
 from safety.findings import Finding, Impact
 from safety.monitors.base import (
+    BudgetedSettings,
     ChannelSet,
-    MonitorSettings,
     block_due,
     finding,
     is_valid,
@@ -99,7 +99,7 @@ Visit = tuple[str, ChannelConfig, ChannelObservation | None]
 BinKey = tuple[int, int]  # (label, range bin)
 
 
-class DistributionConfig(MonitorSettings):
+class DistributionConfig(BudgetedSettings):
     """Statistics watched, blocks, reference, minimum effect sizes and the operating envelope.
 
     Minimum effect sizes (shifts below them never accumulate), chosen beyond what nominal
@@ -140,7 +140,6 @@ class DistributionConfig(MonitorSettings):
     attribution_blocks: int = Field(default=20, ge=2)  # own-history blocks, two-channel rates
     occluder_half_width_m: float = Field(default=0.9, gt=0)  # occlusion test (as in drift)
     object_half_width_m: float = Field(default=1.5, gt=0)
-    false_alarms_per_hour: float | None = Field(default=None, gt=0)
 
     @model_validator(mode="after")
     def _envelope_ordered(self) -> DistributionConfig:
@@ -224,9 +223,7 @@ class DistributionMonitor:
         self.cfg = cfg
         self.channels = ChannelSet(channels)
         self.step_rate_hz = float(step_rate_hz)
-        self.budget = float(
-            cfg.false_alarms_per_hour if cfg.false_alarms_per_hour is not None else budget_per_hour
-        )
+        self.budget = cfg.budget(budget_per_hour)
         self.watch = np.array([s in cfg.watch for s in STATS])
         self.streams = max(1, len(self.channels.configs)) * max(1, int(self.watch.sum()))
         self.blocks_per_hour = 3600.0 / cfg.block_s

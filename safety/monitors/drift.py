@@ -17,10 +17,16 @@ from perception.tracks import Tracks
 from safety.channels import ChannelConfig
 from safety.context import MonitorSpec, StepContext
 from safety.findings import Finding, Impact
-from safety.monitors.base import ChannelSet, MonitorSettings, finding, label, occluded
+from safety.monitors.base import (
+    BudgetedSettings,
+    ChannelSet,
+    finding,
+    label,
+    occluded,
+)
 
 
-class DriftConfig(MonitorSettings):
+class DriftConfig(BudgetedSettings):
     """Bounds default to fractions of the channel tracker's own deletion limits."""
 
     max_coast_s: float | None = Field(
@@ -31,7 +37,6 @@ class DriftConfig(MonitorSettings):
     prior_miss: float = Field(default=0.05, gt=0, lt=1)  # assumed until then (a good detector)
     miss_margin: float = Field(default=1.5, ge=1)  # misses are likelier at the range limit
     objects: int = Field(default=10, ge=1)  # tracked objects per channel the budget covers
-    false_alarms_per_hour: float | None = Field(default=None, gt=0)
     max_cov_trace: float | None = Field(
         default=None, gt=0
     )  # None: cov_fraction · tracker.max_cov_trace
@@ -83,9 +88,7 @@ class DriftMonitor:
         self.cfg = cfg
         self.channels = ChannelSet(channels)
         self.step_rate_hz = float(step_rate_hz)
-        budget = (
-            cfg.false_alarms_per_hour if cfg.false_alarms_per_hour is not None else budget_per_hour
-        )
+        budget = cfg.budget(budget_per_hour)
         # per-track-step probability a healthy track may run into the coasting limit
         self._p_run = budget / (self.step_rate_hz * 3600.0 * cfg.objects)
         self._miss: dict[str, list[float]] = {}  # [eligible track-steps, missed, learnt rate]
