@@ -37,6 +37,7 @@ from numpy.typing import NDArray
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from scipy.optimize import linear_sum_assignment
 
+from perception.metrics import euclidean_distance, evaluate
 from sim.results import (
     STATE_CODE,
     FaultDetection,
@@ -203,52 +204,24 @@ def _rmse(m: FrameMatches) -> float | None:
     return float(np.sqrt(np.mean(d**2))) if d.size else None
 
 
-def _own_mot(
-    truth_zone: FloatArray, hyp: PointSets, m: FrameMatches, gate: float
-) -> tuple[float, float]:
-    """MOTA and IDF1 from our own per-step assignment (when perception.metrics is absent)."""
-    present = ~np.isnan(truth_zone[..., 0])
-    n_gt = int(present.sum())
-    n_hyp = int(hyp.ids.size)
-    if n_gt == 0:
-        return math.nan, math.nan
-    matched = int(m.matched.sum())
-    fn, fp = n_gt - matched, n_hyp - matched
-    sw = id_switches(_matched_ids(m, hyp))
-    mota = 1.0 - (fn + fp + sw) / n_gt
-    # IDF1: identity pairs co-located within the gate, best one-to-one identity assignment.
-    step = hyp.step_index()
-    d = np.sqrt(((truth_zone[step] - hyp.pos[:, None, :]) ** 2).sum(-1))  # (K, A)
-    k, a = np.nonzero(d <= gate)
-    uid, hix = np.unique(hyp.ids, return_inverse=True)
-    co = np.zeros((truth_zone.shape[1], uid.size))
-    np.add.at(co, (a, hix[k]), 1.0)
-    r, c = linear_sum_assignment(-co) if co.size else (np.zeros(0, int), np.zeros(0, int))
-    idtp = float(co[r, c].sum())
-    return mota, 2.0 * idtp / (n_gt + n_hyp)
-
-
 def mot_scores(
     truth_zone: FloatArray, hyp: PointSets, gate: float
 ) -> tuple[float | None, float | None, str]:
-    """MOTA and IDF1 of ``hyp`` against ``truth_zone`` (T, A, 2), and which code scored them."""
-    try:
-        from perception.metrics import euclidean_distance, evaluate
-    except ImportError:
-        evaluate = None  # type: ignore[assignment]
-    if evaluate is not None:
-        gt: dict[int, tuple[IntArray, FloatArray]] = {}
-        hy: dict[int, tuple[IntArray, FloatArray]] = {}
-        aid = np.arange(truth_zone.shape[1], dtype=np.int64)
-        for i in range(truth_zone.shape[0]):
-            p = ~np.isnan(truth_zone[i, :, 0])
-            gt[i] = (aid[p], truth_zone[i, p])
-            s = hyp.at(i)
-            hy[i] = (hyp.ids[s], hyp.pos[s])
-        sc = evaluate(gt, hy, lambda a, b: euclidean_distance(a, b, max_dist=gate))
-        return _finite(sc.mota), _finite(sc.idf1), "perception.metrics"
-    mota, idf1 = _own_mot(truth_zone, hyp, match_frames(truth_zone, hyp, gate), gate)
-    return _finite(mota), _finite(idf1), "sim.metrics"
+    """MOTA and IDF1 of ``hyp`` against ``truth_zone`` (T, A, 2), and which code scored them.
+
+    Scored by perception.metrics (the CLEAR-MOT / IDF1 implementation that agrees with
+    py-motmetrics), with a Euclidean gate on the ground plane.
+    """
+    gt: dict[int, tuple[IntArray, FloatArray]] = {}
+    hy: dict[int, tuple[IntArray, FloatArray]] = {}
+    aid = np.arange(truth_zone.shape[1], dtype=np.int64)
+    for i in range(truth_zone.shape[0]):
+        p = ~np.isnan(truth_zone[i, :, 0])
+        gt[i] = (aid[p], truth_zone[i, p])
+        s = hyp.at(i)
+        hy[i] = (hyp.ids[s], hyp.pos[s])
+    sc = evaluate(gt, hy, lambda a, b: euclidean_distance(a, b, max_dist=gate))
+    return _finite(sc.mota), _finite(sc.idf1), "perception.metrics"
 
 
 def _finite(x: float) -> float | None:

@@ -13,37 +13,11 @@ from typing import Any
 
 import pytest
 import yaml
-
-pytest.importorskip("perception.models")  # the tracker's motion models
+from scenario_fixtures import RADAR_DROPOUT
 
 from sim.cli import build_parser, collect_scenarios, main
 
-SCENARIO: dict[str, Any] = {
-    "name": "radar dropout",
-    "description": "the radar stops at 1.5 s; the camera still covers the lead vehicle",
-    "duration_s": 4.0,
-    "seed": 3,
-    "world": {
-        "ego": {"speed": 10.0},
-        "actors": [
-            {"id": 1, "kind": "vehicle", "position": [30.0, 0.0],
-             "motion": {"pattern": "constant_velocity", "velocity": [10.0, 0.0]}},
-        ],
-    },
-    "sensors": [
-        {"kind": "camera", "channel": "camera"},
-        {"kind": "radar", "channel": "radar", "clutter_rate": 0.2},
-    ],
-    "supervisor": {"channels": [
-        {"name": "camera", "kind": "camera", "role": "primary"},
-        {"name": "radar", "kind": "radar", "role": "redundant"},
-    ]},
-    "faults": [{"kind": "dropout", "channel": "radar", "start": {"at": 1.5}}],
-    "expectations": [
-        {"kind": "max_silent_failure_s"},
-        {"kind": "fault_detected", "fault": 0, "within_s": 1.5},
-    ],
-}
+SCENARIO: dict[str, Any] = RADAR_DROPOUT
 
 
 def write(path: Path, **changes: Any) -> Path:

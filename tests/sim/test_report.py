@@ -11,8 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
-pytest.importorskip("perception.models")  # the tracker's motion models
+from scenario_fixtures import RADAR_DROPOUT
 
 from sim.report import (
     RunRecord,
@@ -32,29 +31,9 @@ from sim.scenario import scenario_from_mapping
 NASTY = "<&\"'> \x00\x07\x1b ]]> é"
 
 BASE: dict[str, Any] = {
-    "name": "radar dropout",
-    "description": "the radar stops at 1.5 s; the camera still covers the lead vehicle",
-    "duration_s": 4.0,
-    "seed": 3,
-    "world": {
-        "ego": {"speed": 10.0},
-        "actors": [
-            {"id": 1, "kind": "vehicle", "position": [30.0, 0.0],
-             "motion": {"pattern": "constant_velocity", "velocity": [10.0, 0.0]}},
-        ],
-    },
-    "sensors": [
-        {"kind": "camera", "channel": "camera"},
-        {"kind": "radar", "channel": "radar", "clutter_rate": 0.2},
-    ],
-    "supervisor": {"channels": [
-        {"name": "camera", "kind": "camera", "role": "primary"},
-        {"name": "radar", "kind": "radar", "role": "redundant"},
-    ]},
-    "faults": [{"kind": "dropout", "channel": "radar", "start": {"at": 1.5}}],
+    **RADAR_DROPOUT,
     "expectations": [
-        {"kind": "max_silent_failure_s"},
-        {"kind": "fault_detected", "fault": 0, "within_s": 1.5},
+        *RADAR_DROPOUT["expectations"],
         {"kind": "state_never", "state": ["TAKEOVER_REQUESTED", "MINIMAL_RISK"]},
     ],
 }

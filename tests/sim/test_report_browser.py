@@ -14,8 +14,6 @@ from typing import Any
 
 import pytest
 
-pytest.importorskip("perception.models")  # the tracker's motion models
-
 from sim.report import RunRecord, write_report
 from sim.runner import run_scenario
 from sim.scenario import scenario_from_mapping

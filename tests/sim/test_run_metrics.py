@@ -264,7 +264,7 @@ def test_mot_scores_perfect_tracking_and_a_miss() -> None:
     )
     mota, idf1, source = mot_scores(tz, perfect, 6.0)
     assert mota == pytest.approx(1.0) and idf1 == pytest.approx(1.0)
-    assert source in ("perception.metrics", "sim.metrics")
+    assert source == "perception.metrics"
     half = PointSets(
         np.concatenate([np.arange(6), np.full(5, 5)]),
         np.ones(5, np.int64),
@@ -274,39 +274,3 @@ def test_mot_scores_perfect_tracking_and_a_miss() -> None:
     mota, idf1, _ = mot_scores(tz, half, 6.0)
     assert mota == pytest.approx(0.5)
     assert idf1 == pytest.approx(2 * 5 / 15)
-
-
-def test_own_mot_fallback_agrees_with_perception_metrics() -> None:
-    pytest.importorskip("perception.metrics")
-    from sim.metrics import _own_mot
-
-    rng = np.random.default_rng(3)
-    n = 40
-    tz = np.stack(
-        [
-            one_actor(n, 10.0, -3.0)[:, 0],
-            one_actor(n, 30.0, 2.0)[:, 0],
-            one_actor(n, 50.0, 0.0)[:, 0],
-        ],
-        1,
-    )
-    rows = []
-    for i in range(n):
-        keep = rng.random(3) > 0.2
-        ids = np.array([1, 2 if i < 20 else 7, 3])[keep]
-        pos = tz[i][keep] + rng.normal(0, 0.3, (int(keep.sum()), 2))
-        if i % 9 == 0:  # a ghost
-            ids, pos = np.append(ids, 99), np.vstack([pos, [[40.0, -4.0]]])
-        rows.append((ids, pos))
-    counts = [len(r[0]) for r in rows]
-    hyp = PointSets(
-        np.concatenate([[0], np.cumsum(counts)]).astype(np.int64),
-        np.concatenate([r[0] for r in rows]).astype(np.int64),
-        np.concatenate([r[1] for r in rows]),
-        np.ones(sum(counts), np.int64),
-    )
-    mota, idf1, source = mot_scores(tz, hyp, 6.0)
-    assert source == "perception.metrics"
-    own = _own_mot(tz, hyp, match_frames(tz, hyp, 6.0), 6.0)
-    assert own[0] == pytest.approx(mota)
-    assert own[1] == pytest.approx(idf1)

@@ -12,8 +12,6 @@ import pytest
 import yaml
 from hypothesis import given
 
-pytest.importorskip("perception.models")  # the tracker's motion models (lands with the Kalman work)
-
 from sim.results import ScenarioResult, Verdict
 from sim.runner import replay_command, run_scenario
 from sim.scenario import ScenarioConfig, scenario_from_mapping

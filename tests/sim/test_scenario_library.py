@@ -9,8 +9,6 @@ from typing import Any, get_args
 
 import pytest
 
-pytest.importorskip("perception.models")
-
 from sim.faults import FaultConfig
 from sim.results import ScenarioResult
 from sim.runner import run_scenario

@@ -116,7 +116,6 @@ def test_dask_executor_same_interface() -> None:
 
 
 # --------------------------------------------------------------------------- sweeps
-pytest.importorskip("perception.models")  # the tracker's motion models
 
 SWEPT: dict[str, Any] = {
     "name": "late dropout",
