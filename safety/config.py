@@ -182,17 +182,7 @@ class SupervisorConfig(BaseModel):
     @classmethod
     def from_yaml_text(cls, text: str, source: str = "<string>") -> SupervisorConfig:
         """Parse and validate YAML text (``source`` names it in errors)."""
-        try:
-            node = yaml.compose(text, Loader=yaml.SafeLoader)
-            data = yaml.safe_load(text)
-        except yaml.YAMLError as exc:
-            mark = getattr(exc, "problem_mark", None)
-            line = mark.line + 1 if mark is not None else None
-            col = mark.column + 1 if mark is not None else None
-            problem = getattr(exc, "problem", None) or str(exc)
-            raise ConfigError(
-                source, [ConfigProblem("", f"YAML syntax: {problem}", line, col)]
-            ) from None
+        data, node = parse_yaml(text, source)
         if data is None:
             data = {}
         return cls.from_mapping(data, source=source, node=node)
@@ -254,6 +244,23 @@ class ConfigError(ValueError):
 
 _PINNED = re.compile(r"^(?:Value error, |Assertion failed, )?@([\w.\-]*): (.*)$", re.S)
 _PREFIX = re.compile(r"^(?:Value error, |Assertion failed, )")
+
+
+def parse_yaml(
+    text: str, source: str, error: type[ConfigError] | None = None
+) -> tuple[Any, yaml.Node | None]:
+    """YAML text → (data, node tree for error positions); a syntax error raises ``error``
+    (ConfigError by default) naming the source, line and column."""
+    try:
+        return yaml.safe_load(text), yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = mark.line + 1 if mark is not None else None
+        col = mark.column + 1 if mark is not None else None
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise (error or ConfigError)(
+            source, [ConfigProblem("", f"YAML syntax: {problem}", line, col)]
+        ) from None
 
 
 def validation_problems(

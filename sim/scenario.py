@@ -30,6 +30,7 @@ from safety.config import (
     ConfigError,
     ConfigProblem,
     SupervisorConfig,
+    parse_yaml,
     validation_problems,
     yaml_mark,
 )
@@ -262,17 +263,7 @@ def scenario_from_yaml(
     text: str, *, source: str = "<string>", base_dir: str | Path = "."
 ) -> ScenarioConfig:
     """Parse and validate scenario YAML text (``source`` names it in errors)."""
-    try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        line = mark.line + 1 if mark is not None else None
-        col = mark.column + 1 if mark is not None else None
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise ScenarioError(
-            source, [ConfigProblem("", f"YAML syntax: {problem}", line, col)]
-        ) from None
+    data, node = parse_yaml(text, source, ScenarioError)
     return scenario_from_mapping(data, source=source, base_dir=base_dir, node=node)
 
 
