@@ -1,7 +1,7 @@
 """Gated data association: cost matrices (Mahalanobis, IoU) and one-to-one Hungarian assignment.
 
-Everything is vectorized over all (track, detection) pairs; the assignment never returns a pair
-whose cost lies outside its gate.
+Everything is vectorized over all (track, detection) pairs (IoU in one compiled call); the
+assignment never returns a pair whose cost lies outside its gate.
 """
 
 from __future__ import annotations
@@ -12,6 +12,8 @@ import numpy as np
 from numpy.typing import NDArray
 from scipy.optimize import linear_sum_assignment
 from scipy.stats import chi2
+
+from perception.kernels import iou_z_kernel
 
 FloatArray = NDArray[np.float64]
 IntArray = NDArray[np.int64]
@@ -123,45 +125,16 @@ def iou_matrix(a_xyxy: FloatArray, b_xyxy: FloatArray) -> FloatArray:
     return _iou_corners((a[:, 0], a[:, 1], a[:, 2], a[:, 3]), (b[:, 0], b[:, 1], b[:, 2], b[:, 3]))
 
 
-def _z_corners(z: FloatArray) -> tuple[FloatArray, FloatArray, FloatArray, FloatArray]:
-    """SORT [u, v, s, r] → corner columns, as ``z_to_xyxy`` (non-positive area → empty box)."""
-    s = np.maximum(z[:, 2], 0.0)
-    w = np.sqrt(s * np.maximum(z[:, 3], 1e-12))
-    h = np.divide(s, w, out=np.zeros_like(s), where=w > 0.0)
-    return z[:, 0] - 0.5 * w, z[:, 1] - 0.5 * h, z[:, 0] + 0.5 * w, z[:, 1] + 0.5 * h
-
-
-_W_H = np.array([1.0, -1.0])  # exponents of the aspect ratio in width², height² (over s)
-
-
 def iou_matrix_z(z_a: FloatArray, z_b: FloatArray) -> FloatArray:
     """:func:`iou_matrix` of boxes given as SORT measurements [u, v, s, r] (T, 4) and (D, 4).
 
-    Boxes with positive area and aspect (all detections, nearly all track states) take a path
-    of about twenty array operations for both sets together; a state with non-positive area or
-    aspect is an empty box that overlaps nothing.
+    One compiled call (:func:`perception.kernels.iou_z_kernel`); a box with non-positive or
+    non-finite area or aspect is empty and overlaps nothing.
     """
     za = np.asarray(z_a, dtype=np.float64).reshape(-1, 4)
     zb = np.asarray(z_b, dtype=np.float64).reshape(-1, 4)
-    n_a = za.shape[0]
-    if n_a == 0 or zb.shape[0] == 0:
-        return np.zeros((n_a, zb.shape[0]))
-    z = np.concatenate((za, zb))
-    sr = z[:, 2:]
-    if not sr.min() > 0.0:  # an empty (or NaN) box among them
-        return _iou_corners(_z_corners(za), _z_corners(zb))
-    half = np.sqrt(sr[:, :1] * sr[:, 1:] ** _W_H)  # [w, h] = [√(s r), √(s / r)]
-    half *= 0.5
-    lo = z[:, :2] - half
-    hi = z[:, :2] + half
-    side = hi - lo
-    area = side[:, 0] * side[:, 1]
-    ext = np.minimum(hi[:n_a, None], hi[None, n_a:]) - np.maximum(lo[:n_a, None], lo[None, n_a:])
-    np.maximum(ext, 0.0, out=ext)
-    inter = ext[..., 0] * ext[..., 1]
-    union = area[:n_a, None] + area[None, n_a:] - inter
-    np.divide(inter, union, out=inter, where=union > 0.0)  # union 0 only if inter is 0 too
-    return inter
+    out: FloatArray = iou_z_kernel(za, zb)
+    return out
 
 
 def _one_to_one(cost: FloatArray, feasible: NDArray[np.bool_]) -> tuple[IntArray, IntArray]:

@@ -13,6 +13,7 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from perception.errors import InvalidDetectionsError
+from perception.kernels import z_to_xyxy_kernel
 
 FloatArray = NDArray[np.float64]
 IntArray = NDArray[np.int64]
@@ -314,14 +315,8 @@ def xyxy_to_z(xyxy: FloatArray) -> FloatArray:
 
 def z_to_xyxy(z: FloatArray) -> FloatArray:
     """SORT measurement/state head [u, v, s, r] → [x1, y1, x2, y2] (s ≤ 0 → zero-size box)."""
-    s = np.maximum(z[:, 2], 0.0)
-    r = np.maximum(z[:, 3], 0.0)
-    w = np.sqrt(s * r)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        h = np.where(w > 0, s / w, 0.0)
-    return np.column_stack(
-        [z[:, 0] - 0.5 * w, z[:, 1] - 0.5 * h, z[:, 0] + 0.5 * w, z[:, 1] + 0.5 * h]
-    )
+    out: FloatArray = z_to_xyxy_kernel(np.asarray(z, dtype=np.float64))
+    return out
 
 
 def _as_float(name: str, a: object) -> FloatArray:

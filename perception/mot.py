@@ -165,10 +165,11 @@ def track_detections(
         keep = tr.confirmed & (tr.updated if updated_only else True)
         if not np.any(keep):
             continue
-        xyxy = z_to_xyxy(tr.x[keep, :4])
-        fr.append(np.full(int(keep.sum()), f, np.int64))
+        xywh = z_to_xyxy(tr.x[keep])
+        xywh[:, 2:] -= xywh[:, :2]
+        fr.append(np.full(xywh.shape[0], f, np.int64))
         ids.append(tr.ids[keep])
-        boxes.append(np.column_stack([xyxy[:, :2], xyxy[:, 2:] - xyxy[:, :2]]))
+        boxes.append(xywh)
         conf.append(tr.scores[keep])
     if not fr:
         return MotSequence(

@@ -319,7 +319,7 @@ class Tracker:
     def _update(self, x: FloatArray, P: FloatArray, z: FloatArray, R: FloatArray
                 ) -> UpdateResult:
         if self._fast:
-            return _kf_update_core(x, P, z, R, self._H, self._selection)
+            return _kf_update_core(x, P, z, R, self._H)
         return self.backend.update(x, P, z, R, self._H)
 
     def _meas(self, x: FloatArray, P: FloatArray) -> tuple[FloatArray, FloatArray]:
