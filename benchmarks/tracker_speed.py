@@ -1,10 +1,12 @@
-"""Kalman filter speed: the vectorized filter against a per-track filterpy loop.
+"""Kalman filter speed: the batched filter (``kf_predict`` / ``kf_update``: one compiled call
+over all tracks each) against a per-track filterpy loop.
 
 Both filters run in this process on the same inputs: N tracks initiated from the same
 measurements, then T steps of predict + update with the same measurement sequence. The
 filterpy side keeps one ``filterpy.kalman.KalmanFilter`` per track (built once, outside the
 timing), so it is timed at its best. The plain batched transcription of the textbook equations
-(dense matrix products, general solve) is shown for reference. Each step (predict + update of
+(dense numpy matrix products, general solve) is shown for reference: what the same equations
+cost as numpy calls on stacked matrices. Each step (predict + update of
 all N tracks) is timed on its own and the table shows the fastest step over the sequence and
 over interleaved repeats: the least disturbed measurement when other processes share the CPU.
 
