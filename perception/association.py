@@ -13,7 +13,7 @@ from numpy.typing import NDArray
 from scipy.optimize import linear_sum_assignment
 from scipy.stats import chi2
 
-from perception.kernels import iou_z_kernel
+from perception.kernels import iou_kernel, z_to_xyxy_kernel
 
 FloatArray = NDArray[np.float64]
 IntArray = NDArray[np.int64]
@@ -100,40 +100,25 @@ def mahalanobis_cost(
     return d2
 
 
-def _iou_corners(
-    a: tuple[FloatArray, FloatArray, FloatArray, FloatArray],
-    b: tuple[FloatArray, FloatArray, FloatArray, FloatArray],
-) -> FloatArray:
-    """IoU of boxes given as corner columns (x1, y1, x2, y2), a (T,) each vs b (D,) each."""
-    ax1, ay1, ax2, ay2 = a
-    bx1, by1, bx2, by2 = b
-    iw = np.minimum(ax2[:, None], bx2[None, :]) - np.maximum(ax1[:, None], bx1[None, :])
-    ih = np.minimum(ay2[:, None], by2[None, :]) - np.maximum(ay1[:, None], by1[None, :])
-    inter = np.maximum(iw, 0.0) * np.maximum(ih, 0.0)
-    area_a = np.maximum(ax2 - ax1, 0.0) * np.maximum(ay2 - ay1, 0.0)
-    area_b = np.maximum(bx2 - bx1, 0.0) * np.maximum(by2 - by1, 0.0)
-    union = area_a[:, None] + area_b[None, :] - inter
-    out = np.zeros_like(inter)
-    np.divide(inter, union, out=out, where=union > 0.0)
-    return out
-
-
 def iou_matrix(a_xyxy: FloatArray, b_xyxy: FloatArray) -> FloatArray:
-    """Intersection over union of every box in ``a`` (T, 4) with every box in ``b`` (D, 4)."""
+    """Intersection over union of every box in ``a`` (T, 4) with every box in ``b`` (D, 4).
+
+    One compiled call; a box with no positive area overlaps nothing (IoU 0).
+    """
     a = np.asarray(a_xyxy, dtype=np.float64).reshape(-1, 4)
     b = np.asarray(b_xyxy, dtype=np.float64).reshape(-1, 4)
-    return _iou_corners((a[:, 0], a[:, 1], a[:, 2], a[:, 3]), (b[:, 0], b[:, 1], b[:, 2], b[:, 3]))
+    out: FloatArray = iou_kernel(a, b)
+    return out
 
 
 def iou_matrix_z(z_a: FloatArray, z_b: FloatArray) -> FloatArray:
     """:func:`iou_matrix` of boxes given as SORT measurements [u, v, s, r] (T, 4) and (D, 4).
 
-    One compiled call (:func:`perception.kernels.iou_z_kernel`); a box with non-positive or
-    non-finite area or aspect is empty and overlaps nothing.
+    A box with non-positive area or aspect is empty and overlaps nothing.
     """
     za = np.asarray(z_a, dtype=np.float64).reshape(-1, 4)
     zb = np.asarray(z_b, dtype=np.float64).reshape(-1, 4)
-    out: FloatArray = iou_z_kernel(za, zb)
+    out: FloatArray = iou_kernel(z_to_xyxy_kernel(za), z_to_xyxy_kernel(zb))
     return out
 
 

@@ -1,4 +1,4 @@
-"""Compiled per-track kernels for the hot path: Kalman predict and update, box IoU.
+"""Compiled per-track kernels for the hot path: Kalman predict and update, box IoU and conversion.
 
 With tens of tracks a step costs what its numpy calls cost, not what its arithmetic costs (a
 Joseph-form update of 100 box tracks is ~60 k flops, ~30 numpy calls of 2-4 µs each). These
@@ -226,39 +226,31 @@ def kf_update_kernel(x, P, z, R, H):
 
 
 @_compiled(_F2(_I2, _I2))
-def iou_z_kernel(za, zb):
-    """IoU of every box in ``za`` (T, 4) with every box in ``zb`` (D, 4), boxes given as SORT
-    measurements [u, v, s, r]. A box with non-positive (or non-finite) area or aspect is empty
-    and overlaps nothing (IoU 0)."""
-    na = za.shape[0]
-    nb_ = zb.shape[0]
-    boxes = np.empty((na + nb_, 5))  # x1, y1, x2, y2, area
-    for i in range(na + nb_):
-        u = za[i, 0] if i < na else zb[i - na, 0]
-        v = za[i, 1] if i < na else zb[i - na, 1]
-        s = za[i, 2] if i < na else zb[i - na, 2]
-        r = za[i, 3] if i < na else zb[i - na, 3]
-        if s > 0.0 and r > 0.0 and np.isfinite(u) and np.isfinite(v) and np.isfinite(s * r):
-            hw = 0.5 * np.sqrt(s * r)
-            hh = 0.5 * np.sqrt(s / r)
-            x1, y1, x2, y2 = u - hw, v - hh, u + hw, v + hh
-            boxes[i, 0], boxes[i, 1], boxes[i, 2], boxes[i, 3] = x1, y1, x2, y2
-            boxes[i, 4] = (x2 - x1) * (y2 - y1)
-        else:
-            boxes[i, 0] = boxes[i, 1] = boxes[i, 2] = boxes[i, 3] = boxes[i, 4] = 0.0
+def iou_kernel(a, b):
+    """IoU of every box in ``a`` (T, 4) with every box in ``b`` (D, 4), boxes [x1, y1, x2, y2].
+
+    A box with no positive area (inverted, zero-size or NaN corners) overlaps nothing: IoU 0.
+    """
+    na = a.shape[0]
+    nb_ = b.shape[0]
+    area_a = np.empty(na)
+    for i in range(na):
+        area_a[i] = max(a[i, 2] - a[i, 0], 0.0) * max(a[i, 3] - a[i, 1], 0.0)
+    area_b = np.empty(nb_)
+    for j in range(nb_):
+        area_b[j] = max(b[j, 2] - b[j, 0], 0.0) * max(b[j, 3] - b[j, 1], 0.0)
     out = np.zeros((na, nb_))
     for i in range(na):
-        if boxes[i, 4] <= 0.0:
+        if not area_a[i] > 0.0:  # NaN counts as no area
             continue
         for j in range(nb_):
-            b = na + j
-            if boxes[b, 4] <= 0.0:
+            if not area_b[j] > 0.0:
                 continue
-            iw = min(boxes[i, 2], boxes[b, 2]) - max(boxes[i, 0], boxes[b, 0])
-            ih = min(boxes[i, 3], boxes[b, 3]) - max(boxes[i, 1], boxes[b, 1])
+            iw = min(a[i, 2], b[j, 2]) - max(a[i, 0], b[j, 0])
+            ih = min(a[i, 3], b[j, 3]) - max(a[i, 1], b[j, 1])
             if iw > 0.0 and ih > 0.0:
                 inter = iw * ih
-                out[i, j] = inter / (boxes[i, 4] + boxes[b, 4] - inter)
+                out[i, j] = inter / (area_a[i] + area_b[j] - inter)
     return out
 
 
