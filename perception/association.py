@@ -13,7 +13,8 @@ from numpy.typing import NDArray
 from scipy.optimize import linear_sum_assignment
 from scipy.stats import chi2
 
-from perception.kernels import iou_kernel, z_to_xyxy_kernel
+from perception.detections import z_to_xyxy
+from perception.kernels import iou_kernel
 
 FloatArray = NDArray[np.float64]
 IntArray = NDArray[np.int64]
@@ -118,7 +119,7 @@ def iou_matrix_z(z_a: FloatArray, z_b: FloatArray) -> FloatArray:
     """
     za = np.asarray(z_a, dtype=np.float64).reshape(-1, 4)
     zb = np.asarray(z_b, dtype=np.float64).reshape(-1, 4)
-    out: FloatArray = iou_kernel(z_to_xyxy_kernel(za), z_to_xyxy_kernel(zb))
+    out: FloatArray = iou_kernel(z_to_xyxy(za), z_to_xyxy(zb))
     return out
 
 

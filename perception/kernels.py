@@ -18,11 +18,12 @@ import numba as nb
 import numpy as np
 
 
-# error_model "numpy": a division by zero gives inf/NaN as in numpy instead of raising
 def _compiled(signature: Any) -> Any:
-    """Decorator: compile for exactly ``signature`` now (cached on disk), IEEE-exact."""
+    """Decorator: compile for exactly ``signature`` now (cached on disk), IEEE-exact; a division
+    by zero gives inf/NaN as in numpy instead of raising (``error_model="numpy"``)."""
     return nb.njit(signature, cache=True, nogil=True, fastmath=False, boundscheck=False,
                    error_model="numpy")
+
 
 # outputs are fresh C-contiguous arrays; inputs any float64 layout, read-only or not (a tracker
 # publishes its state arrays read-only)
@@ -61,7 +62,7 @@ def kf_predict_kernel(x, P, F, Q):
         for k in range(dx):
             for m in range(dx):
                 Pt[k, m, t] = P[t, k, m]
-    x2 = np.zeros((n, dx))
+    x2 = np.empty((n, dx))
     for t in range(n):
         for i in range(dx):
             s = 0.0
@@ -110,7 +111,7 @@ def kf_update_kernel(x, P, z, R, H):
     nnz, col = _nonzero_columns(H)
     Pt = np.empty((dx, dx, n))
     xt = np.empty((dx, n))
-    zt = np.empty((dz, n))
+    yt = np.empty((dz, n))  # z here, y = z − H x below
     Rt = np.empty((dz, dz, n))
     for t in range(n):
         for i in range(dx):
@@ -118,14 +119,11 @@ def kf_update_kernel(x, P, z, R, H):
             for j in range(dx):
                 Pt[i, j, t] = P[t, i, j]
         for a in range(dz):
-            zt[a, t] = z[t, a]
+            yt[a, t] = z[t, a]
             for b in range(dz):
                 Rt[a, b, t] = R[t, a, b]
     HP = np.zeros((dz, dx, n))
-    yt = np.empty((dz, n))
     for a in range(dz):
-        for t in range(n):
-            yt[a, t] = zt[a, t]
         for q in range(nnz[a]):
             k = col[a, q]
             h = H[a, k]
