@@ -97,7 +97,23 @@ def _kinematic_Q(order: int, dt: float, q: float) -> FloatArray:
     return _frozen(np.kron(Q1, np.eye(2)).astype(np.float64))
 
 
-class _Planar:
+class PositionFirst:
+    """Models whose position (ground [x, y] or box centre [u, v]) is state components 0 and 1.
+
+    The tracker recognises this layout (``position_cov`` not overridden) and reads the position
+    covariance as a slice on its hot path instead of calling the model.
+    """
+
+    def position(self, x: FloatArray) -> FloatArray:
+        """Position: state components 0 and 1, (N, 2)."""
+        return np.asarray(x)[:, :2]
+
+    def position_cov(self, P: FloatArray) -> FloatArray:
+        """Position covariance: the leading 2×2 block, (N, 2, 2)."""
+        return np.asarray(P)[:, :2, :2]
+
+
+class _Planar(PositionFirst):
     """Shared parts of the planar kinematic models (positions are state components 0 and 1)."""
 
     name: str
@@ -135,14 +151,6 @@ class _Planar:
         idx = np.arange(2, self.dim_x)
         P[:, idx, idx] = self.init_var
         return x, P
-
-    def position(self, x: FloatArray) -> FloatArray:
-        """Position [x, y] (N, 2)."""
-        return np.asarray(x)[:, :2]
-
-    def position_cov(self, P: FloatArray) -> FloatArray:
-        """Position covariance (N, 2, 2)."""
-        return np.asarray(P)[:, :2, :2]
 
     def constrain(self, x: FloatArray, dt: float) -> FloatArray:
         """State constraints to apply before predicting; none for planar kinematics."""
@@ -187,7 +195,7 @@ def _sort_F(dt: float) -> FloatArray:
     return _frozen(F)
 
 
-class SortBox:
+class SortBox(PositionFirst):
     """SORT's box model [u, v, s, r, u', v', s'] (centre, area, aspect ratio, and their rates).
 
     At ``dt = 1`` (one frame) ``F``, ``Q`` and the initial ``P`` are SORT's; ``Q`` scales linearly
@@ -222,14 +230,6 @@ class SortBox:
         x[:, :4] = z
         P = np.broadcast_to(_SORT_P0, (n, 7, 7)).copy()
         return x, P
-
-    def position(self, x: FloatArray) -> FloatArray:
-        """Box centre [u, v] (N, 2) in pixels."""
-        return np.asarray(x)[:, :2]
-
-    def position_cov(self, P: FloatArray) -> FloatArray:
-        """Box centre covariance (N, 2, 2)."""
-        return np.asarray(P)[:, :2, :2]
 
     def constrain(self, x: FloatArray, dt: float) -> FloatArray:
         """SORT's predict clamp: zero the area rate where the area would not stay positive.

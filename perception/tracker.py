@@ -38,10 +38,8 @@ from perception.kalman import (
     make_backend,
 )
 from perception.models import (
-    ConstantAcceleration,
-    ConstantVelocity,
     MotionModel,
-    SortBox,
+    PositionFirst,
     make_model,
     predict_model,
 )
@@ -252,8 +250,8 @@ class Tracker:
             np.bitwise_count(np.arange(1 << self.init_window)) >= self.n_init
             if self.init_window <= 16 else None
         )
-        # built-in models keep the position in state components 0 and 1
-        self._pos01 = type(self.model).position_cov in _POS01_MODELS
+        # the position covariance is the leading 2×2 block (a slice, no model call)
+        self._pos01 = type(self.model).position_cov is PositionFirst.position_cov
         # the vectorized backend is called without re-validating what the tracker guarantees
         self._fast = isinstance(self.backend, VectorizedKalman)
         self._constrain = getattr(self.model, "constrain", None)
@@ -630,6 +628,3 @@ class Tracker:
         )
         return out
 
-
-# built-in models keep the position in state components 0 and 1
-_POS01_MODELS = frozenset(m.position_cov for m in (ConstantVelocity, ConstantAcceleration, SortBox))
