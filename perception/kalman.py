@@ -58,6 +58,36 @@ class KalmanBackend(Protocol):
         ...
 
 
+def _predict_inputs(
+    x: FloatArray, P: FloatArray, F: FloatArray, Q: FloatArray, who: str
+) -> tuple[FloatArray, FloatArray, FloatArray, FloatArray]:
+    """The prediction's inputs as float64 arrays; ValueError naming ``who`` on a shape mismatch."""
+    x, P, F, Q = (np.asarray(a, dtype=np.float64) for a in (x, P, F, Q))
+    n, dx = x.shape
+    if P.shape != (n, dx, dx) or F.shape != (dx, dx) or Q.shape != (dx, dx):
+        raise ValueError(f"{who} shapes: x {x.shape}, P {P.shape}, F {F.shape}, Q {Q.shape}")
+    return x, P, F, Q
+
+
+def _update_inputs(
+    x: FloatArray, P: FloatArray, z: FloatArray, R: FloatArray, H: FloatArray, who: str
+) -> tuple[FloatArray, FloatArray, FloatArray, FloatArray, FloatArray]:
+    """The update's inputs as float64 arrays; ValueError naming ``who`` on a shape mismatch."""
+    x, P, z, R, H = (np.asarray(a, dtype=np.float64) for a in (x, P, z, R, H))
+    n, dx = x.shape
+    dz = H.shape[0]
+    if (
+        P.shape != (n, dx, dx)
+        or z.shape != (n, dz)
+        or R.shape != (n, dz, dz)
+        or H.shape != (dz, dx)
+    ):
+        raise ValueError(
+            f"{who} shapes: x {x.shape}, P {P.shape}, z {z.shape}, R {R.shape}, H {H.shape}"
+        )
+    return x, P, z, R, H
+
+
 def kf_predict(
     x: FloatArray, P: FloatArray, F: FloatArray, Q: FloatArray
 ) -> tuple[FloatArray, FloatArray]:
@@ -65,16 +95,7 @@ def kf_predict(
 
     P must be symmetric (only its symmetric part is used); the result is exactly symmetric.
     """
-    x = np.asarray(x, dtype=np.float64)
-    P = np.asarray(P, dtype=np.float64)
-    F = np.asarray(F, dtype=np.float64)
-    Q = np.asarray(Q, dtype=np.float64)
-    n, dx = x.shape
-    if P.shape != (n, dx, dx) or F.shape != (dx, dx) or Q.shape != (dx, dx):
-        raise ValueError(
-            f"kf_predict shapes: x {x.shape}, P {P.shape}, F {F.shape}, Q {Q.shape}"
-        )
-    return _kf_predict_core(x, P, F, Q)
+    return _kf_predict_core(*_predict_inputs(x, P, F, Q, "kf_predict"))
 
 
 def _kf_predict_core(
@@ -93,23 +114,7 @@ def kf_update(
     ``P`` and ``R`` must be symmetric and ``S = H P Hᵀ + R`` positive definite (a singular S
     gives non-finite values). The posterior covariance is exactly symmetric.
     """
-    x = np.asarray(x, dtype=np.float64)
-    P = np.asarray(P, dtype=np.float64)
-    z = np.asarray(z, dtype=np.float64)
-    R = np.asarray(R, dtype=np.float64)
-    H = np.asarray(H, dtype=np.float64)
-    n, dx = x.shape
-    dz = H.shape[0]
-    if (
-        P.shape != (n, dx, dx)
-        or z.shape != (n, dz)
-        or R.shape != (n, dz, dz)
-        or H.shape != (dz, dx)
-    ):
-        raise ValueError(
-            f"kf_update shapes: x {x.shape}, P {P.shape}, z {z.shape}, R {R.shape}, H {H.shape}"
-        )
-    return _kf_update_core(x, P, z, R, H)
+    return _kf_update_core(*_update_inputs(x, P, z, R, H, "kf_update"))
 
 
 def _kf_update_core(
@@ -145,8 +150,9 @@ class VectorizedKalman:
 class FilterpyKalman:
     """One ``filterpy.kalman.KalmanFilter`` per track: an independent, diverse implementation.
 
-    Slow (a Python loop over tracks) by design: it shares no code with the vectorized backend,
-    so a channel running it gives the cross-check a genuinely redundant filter.
+    Slow (a Python loop over tracks) by design: it shares no filter code with the vectorized
+    backend (only the input checks), so a channel running it gives the cross-check a genuinely
+    redundant filter.
     """
 
     name = "filterpy"
@@ -157,8 +163,7 @@ class FilterpyKalman:
         """x ← F x, P ← F P Fᵀ + Q, track by track through filterpy."""
         from filterpy.kalman import KalmanFilter
 
-        x = np.asarray(x, dtype=np.float64)
-        P = np.asarray(P, dtype=np.float64)
+        x, P, F, Q = _predict_inputs(x, P, F, Q, "FilterpyKalman.predict")
         n, dx = x.shape
         x2 = np.empty((n, dx))
         P2 = np.empty((n, dx, dx))
@@ -166,7 +171,7 @@ class FilterpyKalman:
             kf = KalmanFilter(dim_x=dx, dim_z=1)
             kf.x = x[i].reshape(dx, 1).copy()
             kf.P = P[i].copy()
-            kf.predict(F=np.asarray(F, dtype=np.float64), Q=np.asarray(Q, dtype=np.float64))
+            kf.predict(F=F, Q=Q)
             x2[i] = kf.x[:, 0]
             P2[i] = kf.P
         return x2, P2
@@ -177,11 +182,7 @@ class FilterpyKalman:
         """Joseph-form update (filterpy's own), track by track, with y, S and NIS per track."""
         from filterpy.kalman import KalmanFilter
 
-        x = np.asarray(x, dtype=np.float64)
-        P = np.asarray(P, dtype=np.float64)
-        z = np.asarray(z, dtype=np.float64)
-        R = np.asarray(R, dtype=np.float64)
-        H = np.asarray(H, dtype=np.float64)
+        x, P, z, R, H = _update_inputs(x, P, z, R, H, "FilterpyKalman.update")
         n, dx = x.shape
         dz = H.shape[0]
         x2 = np.empty((n, dx))

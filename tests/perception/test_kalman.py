@@ -216,6 +216,12 @@ def test_shape_mismatch_raises() -> None:
     with pytest.raises(ValueError, match="kf_update"):
         kf_update(np.zeros((2, 4)), np.zeros((2, 4, 4)), np.zeros((2, 3)), np.zeros((2, 2, 2)),
                   np.eye(2, 4))
+    # the diverse backend checks its inputs the same way, naming itself
+    with pytest.raises(ValueError, match=r"FilterpyKalman\.predict"):
+        FilterpyKalman().predict(np.zeros((2, 4)), np.zeros((3, 4, 4)), np.eye(4), np.eye(4))
+    with pytest.raises(ValueError, match=r"FilterpyKalman\.update"):
+        FilterpyKalman().update(np.zeros((2, 4)), np.zeros((2, 4, 4)), np.zeros((2, 3)),
+                                np.zeros((2, 2, 2)), np.eye(2, 4))
 
 
 def test_make_backend() -> None:
