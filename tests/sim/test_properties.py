@@ -28,7 +28,7 @@ from safety.findings import Impact
 from safety.supervisor import HealthState, Supervisor
 from sim.results import ScenarioResult
 from sim.runner import run_scenario
-from sim.scenario import ScenarioConfig, scenario_from_yaml
+from sim.scenario import ScenarioConfig, load_scenario, scenario_from_yaml
 from sim.strategies import (
     DEFAULT_CONFIG_FAULT_KINDS,
     covered_zone,
@@ -100,8 +100,6 @@ def test_default_config_never_fails_silently(cfg: ScenarioConfig) -> None:
 def test_known_silent_failure_radar_misses_during_learning() -> None:
     """A counterexample the property found, kept so that it is not forgotten: strict xfail, so
     the fix that removes it turns this red and takes the marker away with it."""
-    from sim.scenario import load_scenario
-
     path = Path(__file__).parent / "known_failures" / "radar_misses_during_learning_far_object.yaml"
     check_never_silent(load_scenario(path))
 
