@@ -18,23 +18,28 @@ import numba as nb
 import numpy as np
 
 
-def _compiled(signature: Any) -> Any:
+def compiled(signature: Any) -> Any:
     """Decorator: compile for exactly ``signature`` now (cached on disk), IEEE-exact; a division
     by zero gives inf/NaN as in numpy instead of raising (``error_model="numpy"``)."""
     return nb.njit(signature, cache=True, nogil=True, fastmath=False, boundscheck=False,
                    error_model="numpy")
 
 
-# outputs are fresh C-contiguous arrays; inputs any float64 layout, read-only or not (a tracker
-# publishes its state arrays read-only)
-_F1 = nb.float64[::1]
-_F2 = nb.float64[:, ::1]
-_F3 = nb.float64[:, :, ::1]
-_I2 = nb.types.Array(nb.float64, 2, "A", readonly=True)
-_I3 = nb.types.Array(nb.float64, 3, "A", readonly=True)
+# Signature types shared by every compiled kernel in the project (safety's kernels use them too):
+# outputs (F*) are fresh C-contiguous arrays; inputs (IN*, IIN* int64, BIN* bool) any layout,
+# read-only or not (a tracker publishes its state arrays read-only)
+F1 = nb.float64[::1]
+F2 = nb.float64[:, ::1]
+F3 = nb.float64[:, :, ::1]
+IN2 = nb.types.Array(nb.float64, 2, "A", readonly=True)
+IN3 = nb.types.Array(nb.float64, 3, "A", readonly=True)
+IN1 = nb.types.Array(nb.float64, 1, "A", readonly=True)
+IIN1 = nb.types.Array(nb.int64, 1, "A", readonly=True)
+BIN1 = nb.types.Array(nb.bool_, 1, "A", readonly=True)
+BIN2 = nb.types.Array(nb.bool_, 2, "A", readonly=True)
 
 
-@_compiled(nb.types.Tuple((nb.int64[::1], nb.int64[:, ::1]))(_I2))
+@compiled(nb.types.Tuple((nb.int64[::1], nb.int64[:, ::1]))(IN2))
 def _nonzero_columns(A):
     """Per row of A, the count and the column indices of its non-zero entries."""
     rows, cols = A.shape
@@ -48,7 +53,7 @@ def _nonzero_columns(A):
     return nnz, col
 
 
-@_compiled(nb.types.Tuple((_F2, _F3))(_I2, _I3, _I2, _I2))
+@compiled(nb.types.Tuple((F2, F3))(IN2, IN3, IN2, IN2))
 def kf_predict_kernel(x, P, F, Q):
     """x ← F x, P ← F P Fᵀ + Q for every track; P's result exactly symmetric.
 
@@ -95,7 +100,7 @@ def kf_predict_kernel(x, P, F, Q):
     return x2, P2
 
 
-@_compiled(nb.types.Tuple((_F2, _F3, _F2, _F3, _F1))(_I2, _I3, _I2, _I3, _I2))
+@compiled(nb.types.Tuple((F2, F3, F2, F3, F1))(IN2, IN3, IN2, IN3, IN2))
 def kf_update_kernel(x, P, z, R, H):
     """Joseph-form update of track t with measurement row t, for every track.
 
@@ -223,7 +228,7 @@ def kf_update_kernel(x, P, z, R, H):
     return x2, P2, y, S, nis
 
 
-@_compiled(_F2(_I2, _I2))
+@compiled(F2(IN2, IN2))
 def iou_kernel(a, b):
     """IoU of every box in ``a`` (T, 4) with every box in ``b`` (D, 4), boxes [x1, y1, x2, y2].
 
@@ -252,7 +257,7 @@ def iou_kernel(a, b):
     return out
 
 
-@_compiled(_F2(_I2))
+@compiled(F2(IN2))
 def z_to_xyxy_kernel(z):
     """SORT [u, v, s, r] (first four columns of ``z``) → [x1, y1, x2, y2]; w = √(s r), h = s / w.
 
