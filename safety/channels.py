@@ -2,13 +2,39 @@
 
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import Any, Literal
 
+import numba as nb
 import numpy as np
 from numpy.typing import NDArray
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from perception.kernels import IN1, IN2, compiled
 from perception.tracker import DEFAULT_MAX_COV_TRACE
+
+
+@compiled(nb.bool_[:, :, ::1](IN2, IN2, IN1))
+def sector_masks(points, limits, margins):  # pragma: no cover - compiled
+    """(N, F, M) mask: point n inside sector f (``limits`` rows: range min, range max, azimuth
+    min, azimuth max in degrees) shrunk by margin m (grown if negative; the angular margin is
+    the margin's arc at the point's range). One compiled pass: range and azimuth once per point.
+    """
+    n, nf, nm = points.shape[0], limits.shape[0], margins.shape[0]
+    out = np.zeros((n, nf, nm), np.bool_)
+    for i in range(n):
+        r = np.hypot(points[i, 0], points[i, 1])
+        az = np.degrees(np.arctan2(points[i, 1], points[i, 0]))
+        rr = np.maximum(r, 1e-6)
+        for m in range(nm):
+            mg = margins[m]
+            ang = np.degrees(mg / rr)
+            for f in range(nf):
+                out[i, f, m] = (
+                    r >= limits[f, 0] + mg and r <= limits[f, 1] - mg
+                    and az >= limits[f, 2] + ang and az <= limits[f, 3] - ang
+                )
+    return out
 
 
 class FieldOfView(BaseModel):
@@ -41,15 +67,21 @@ class FieldOfView(BaseModel):
                 & (p[:, 1] >= margin)
                 & (p[:, 1] <= self.image_height - margin)
             )
-        r = np.hypot(p[:, 0], p[:, 1])
-        az = np.degrees(np.arctan2(p[:, 1], p[:, 0]))
-        ang_margin = np.degrees(margin / np.maximum(r, 1e-6))
-        return (
-            (r >= self.range_min + margin)
-            & (r <= self.range_max - margin)
-            & (az >= self.azimuth_min_deg + ang_margin)
-            & (az <= self.azimuth_max_deg - ang_margin)
-        )
+        return sector_masks(p, self.sector_limits, np.array([float(margin)]))[:, 0, 0]
+
+    @property
+    def sector_limits(self) -> NDArray[np.float64]:
+        """(1, 4) [range min, range max, azimuth min, azimuth max (deg)] for `sector_masks`."""
+        return _limits(self.range_min, self.range_max, self.azimuth_min_deg, self.azimuth_max_deg)
+
+
+@lru_cache(maxsize=1024)
+def _limits(*limits: float) -> NDArray[np.float64]:
+    """One read-only limits row per distinct sector (kept out of the model: a cached array
+    attribute would break its field-by-field equality)."""
+    out = np.array([limits], dtype=np.float64)
+    out.flags.writeable = False
+    return out
 
 
 class TrackerSettings(BaseModel):

@@ -20,14 +20,16 @@ from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from typing import Literal
 
+import numba as nb
 import numpy as np
 from numpy.typing import NDArray
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from scipy.optimize import linear_sum_assignment
 from scipy.stats import chi2
 
+from perception.kernels import BIN1, BIN2, F1, F2, F3, IIN1, IN2, IN3, compiled
 from perception.tracks import Tracks
-from safety.channels import ChannelConfig, FieldOfView
+from safety.channels import ChannelConfig, FieldOfView, sector_masks
 
 FloatArray = NDArray[np.float64]
 IntArray = NDArray[np.int64]
@@ -201,60 +203,8 @@ def covariance_intersection(
     components of the (symmetrised) matrices as flat arrays.
     Returns (x (N, 2), P (N, 2, 2), ω (N,)).
     """
-    pa00, pa11 = Pa[:, 0, 0], Pa[:, 1, 1]
-    pa01 = 0.5 * (Pa[:, 0, 1] + Pa[:, 1, 0])
-    pb00, pb11 = Pb[:, 0, 0], Pb[:, 1, 1]
-    pb01 = 0.5 * (Pb[:, 0, 1] + Pb[:, 1, 0])
-    ia = 1.0 / (pa00 * pa11 - pa01 * pa01)
-    ib = 1.0 / (pb00 * pb11 - pb01 * pb01)
-    a00, a01, a11 = pa11 * ia, -pa01 * ia, pa00 * ia  # A = Pa⁻¹
-    b00, b01, b11 = pb11 * ib, -pb01 * ib, pb00 * ib  # B = Pb⁻¹
-    e00, e01, e11 = a00 - b00, a01 - b01, a11 - b11  # D = A − B; M(ω) = B + ω D
-    t0 = b00 + b11
-    t1 = e00 + e11
-    d0 = b00 * b11 - b01 * b01
-    d1 = b00 * e11 + b11 * e00 - 2.0 * b01 * e01
-    d2 = e00 * e11 - e01 * e01
-    # f(ω) = tr(M)/det(M); f'(ω) = 0  ⇔  a ω² + b ω + c = 0
-    qa = t1 * d2
-    qb = 2.0 * t0 * d2
-    qc = t0 * d1 - t1 * d0
-    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-        disc = np.sqrt(qb * qb - 4.0 * qa * qc)
-        quad = np.abs(qa) > 1e-12 * (np.abs(qb) + np.abs(qc) + 1e-300)
-        lin = -qc / qb
-        r1 = np.where(quad, (-qb + disc) / (2.0 * qa), lin)
-        r2 = np.where(quad, (-qb - disc) / (2.0 * qa), lin)
-    # the best of ω ∈ {0, 1, roots clipped to [0, 1]} (first one on ties)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        best = np.where(d0 > 0, t0 / np.where(d0 > 0, d0, 1.0), np.inf)
-        omega = np.zeros_like(t0)
-        # ω = 1 (the other end point): det = d0 + d1 + d2, f = (t0 + t1) / det
-        det = d0 + (d1 + d2)
-        f = np.where(det > 0, (t0 + t1) / np.where(det > 0, det, 1.0), np.inf)
-        better = f < best
-        best = np.where(better, f, best)
-        omega = np.where(better, 1.0, omega)
-        for w in (r1, r2):
-            w = np.clip(w, 0.0, 1.0)
-            w[np.isnan(w)] = 0.0
-            det = d0 + (d1 + d2 * w) * w
-            f = np.where(det > 0, (t0 + t1 * w) / np.where(det > 0, det, 1.0), np.inf)
-            better = f < best
-            best = np.where(better, f, best)
-            omega = np.where(better, w, omega)
-    m00, m01, m11 = b00 + omega * e00, b01 + omega * e01, b11 + omega * e11
-    im = 1.0 / (m00 * m11 - m01 * m01)
-    p00, p01, p11 = m11 * im, -m01 * im, m00 * im
-    w1 = 1.0 - omega
-    i0 = omega * (a00 * xa[:, 0] + a01 * xa[:, 1]) + w1 * (b00 * xb[:, 0] + b01 * xb[:, 1])
-    i1 = omega * (a01 * xa[:, 0] + a11 * xa[:, 1]) + w1 * (b01 * xb[:, 0] + b11 * xb[:, 1])
-    x = np.empty((t0.shape[0], 2))
-    x[:, 0] = p00 * i0 + p01 * i1
-    x[:, 1] = p01 * i0 + p11 * i1
-    P = np.empty((t0.shape[0], 2, 2))
-    P[:, 0, 0], P[:, 0, 1], P[:, 1, 0], P[:, 1, 1] = p00, p01, p01, p11
-    return x, P, omega
+    return _ci_kernel(np.asarray(xa, dtype=np.float64), np.asarray(Pa, dtype=np.float64),
+                      np.asarray(xb, dtype=np.float64), np.asarray(Pb, dtype=np.float64))
 
 
 def moment_match(X: FloatArray, P: FloatArray, mask: BoolArray) -> tuple[FloatArray, FloatArray]:
@@ -266,15 +216,8 @@ def moment_match(X: FloatArray, P: FloatArray, mask: BoolArray) -> tuple[FloatAr
     output from claiming more certainty than the channels jointly justify.
     X (N, K, 2), P (N, K, 2, 2), mask (N, K) with at least one True per row.
     """
-    w = mask.astype(np.float64)
-    w /= np.maximum(w.sum(axis=1, keepdims=True), 1.0)
-    trace = np.where(mask, P[..., 0, 0] + P[..., 1, 1], np.inf)
-    best = np.argmin(trace, axis=1)
-    mean = X[np.arange(X.shape[0]), best]
-    d = np.where(mask[..., None], X - mean[:, None, :], 0.0)
-    Pz = np.where(mask[..., None, None], P, 0.0)
-    cov = np.einsum("nk,nkij->nij", w, Pz) + np.einsum("nk,nki,nkj->nij", w, d, d)
-    return mean, cov
+    return _moment_match_kernel(np.asarray(X, dtype=np.float64), np.asarray(P, dtype=np.float64),
+                                np.asarray(mask, dtype=np.bool_))
 
 
 # ----------------------------------------------------------------------------- geometry
@@ -296,15 +239,8 @@ def hidden_behind(points: FloatArray, occluders: FloatArray, half_width_m: float
     o = np.asarray(occluders, dtype=np.float64).reshape(-1, 2)
     if p.shape[0] == 0 or o.shape[0] == 0:
         return np.zeros(p.shape[0], dtype=bool)
-    rp, ro = np.hypot(p[:, 0], p[:, 1]), np.hypot(o[:, 0], o[:, 1])
     occ_hw = half_width_m if occluder_half_width_m is None else occluder_half_width_m
-    hp = np.arctan2(half_width_m, np.maximum(rp, 1e-6))
-    ho = np.arctan2(occ_hw, np.maximum(ro, 1e-6))
-    gap = np.abs(np.arctan2(p[:, 1], p[:, 0])[:, None] - np.arctan2(o[:, 1], o[:, 0])[None, :])
-    gap = np.minimum(gap, 2.0 * np.pi - gap)
-    with np.errstate(invalid="ignore"):
-        hidden = (gap < hp[:, None] + ho[None, :]) & (ro[None, :] < rp[:, None] - _MIN_GAP_M)
-    return np.asarray(hidden.any(axis=1))
+    return _hidden_kernel(p, o, float(half_width_m), float(occ_hw))
 
 
 def fov_masks(fovs: Sequence[FieldOfView], points: FloatArray, margins: Sequence[float]
@@ -321,16 +257,8 @@ def fov_masks(fovs: Sequence[FieldOfView], points: FloatArray, margins: Sequence
     m = np.asarray(margins, dtype=np.float64)
     sector = [k for k, f in enumerate(fovs) if f.image_width is None or f.image_height is None]
     if sector:
-        r = np.hypot(p[:, 0], p[:, 1])
-        az = np.degrees(np.arctan2(p[:, 1], p[:, 0]))
-        ang = np.degrees(m[None, :] / np.maximum(r, 1e-6)[:, None])[:, None, :]  # (N, 1, M)
-        lim = np.array([[fovs[k].range_min, fovs[k].range_max, fovs[k].azimuth_min_deg,
-                         fovs[k].azimuth_max_deg] for k in sector])[None, :, :, None]
-        rr, aa = r[:, None, None], az[:, None, None]
-        out[:, sector, :] = (
-            (rr >= lim[:, :, 0] + m) & (rr <= lim[:, :, 1] - m)
-            & (aa >= lim[:, :, 2] + ang) & (aa <= lim[:, :, 3] - ang)
-        )
+        lim = np.concatenate([fovs[k].sector_limits for k in sector])
+        out[:, sector, :] = sector_masks(p, lim, m)
     for k, f in enumerate(fovs):
         if k not in sector:
             for j, mj in enumerate(m.tolist()):
@@ -348,29 +276,9 @@ def gated_pairs(
     pass: candidates come from a sort on x and a binary search, then are tested exactly. Cost
     grows with the number of near pairs, not with Na · Nb.
     """
-    na, nb = pa.shape[0], pb.shape[0]
-    if na == 0 or nb == 0:
+    if pa.shape[0] == 0 or pb.shape[0] == 0:
         return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0)
-    tra = Pa[:, 0, 0] + Pa[:, 1, 1]
-    trb = Pb[:, 0, 0] + Pb[:, 1, 1]
-    bound = gate * (tra + float(trb.max()))
-    reach = np.sqrt(np.where(bound > 0, bound, np.inf))  # NaN/neg covariance: test them all
-    order = np.argsort(pb[:, 0], kind="stable")
-    xs = pb[order, 0]
-    lo = np.searchsorted(xs, pa[:, 0] - reach, "left")
-    hi = np.searchsorted(xs, pa[:, 0] + reach, "right")
-    cnt = np.maximum(hi - lo, 0)
-    total = int(cnt.sum())
-    if total == 0:
-        return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0)
-    i = np.repeat(np.arange(na, dtype=np.int64), cnt)
-    start = np.cumsum(cnt) - cnt
-    j = order[np.arange(total) - np.repeat(start - lo, cnt)].astype(np.int64)
-    dp = pa[i] - pb[j]  # one gather and one subtraction per operand, not one per component
-    S = (Pa[i] + Pb[j]).reshape(-1, 4)
-    d2 = _d2(dp[:, 0], dp[:, 1], S[:, 0], S[:, 1], S[:, 2], S[:, 3])
-    ok = d2 <= gate
-    return i[ok], j[ok], d2[ok]
+    return _gated_pairs_kernel(pa, Pa, pb, Pb, float(gate))
 
 
 def assign_sparse(
@@ -412,18 +320,12 @@ def components(n: int, u: IntArray, v: IntArray) -> IntArray:
     Labels are numbered in order of each component's lowest node (as scipy's
     ``connected_components`` numbers them). Min-label propagation with pointer jumping.
     """
-    lab = np.arange(n, dtype=np.int64)
-    while u.size:
-        m = np.minimum(lab[u], lab[v])
-        new = lab.copy()
-        np.minimum.at(new, u, m)
-        np.minimum.at(new, v, m)
-        new = new[new]
-        if np.array_equal(new, lab):
-            break
-        lab = new
-    root = lab == np.arange(n)
-    return (np.cumsum(root) - 1)[lab].astype(np.int64)
+    u = np.asarray(u, dtype=np.int64)
+    v = np.asarray(v, dtype=np.int64)
+    if u.shape != v.shape or (u.size and min(u.min(), v.min()) < 0) or (
+            u.size and max(u.max(), v.max()) >= n):
+        raise IndexError(f"edges must join nodes 0..{n - 1} in pairs")
+    return _components_kernel(int(n), u, v)
 
 
 def _split_conflicts(
@@ -457,6 +359,252 @@ def _split_conflicts(
     for n in nodes:
         out[n] = base + root(int(n))
     return np.unique(out, return_inverse=True)[1].astype(np.int64)
+
+
+# ----------------------------------------------------------------------------- compiled kernels
+# Per step the cross-check runs on tens of rows, where numpy's cost is its call count, not its
+# arithmetic; these kernels do the pair search, the components and the fusion in one call each
+# (perception.kernels explains the conventions: eager signatures, on-disk cache, IEEE-exact).
+_I64 = nb.int64[::1]
+_B2 = nb.bool_[:, ::1]
+
+
+@nb.njit(cache=True, nogil=True, error_model="numpy")
+def _d2_scalar(dx, dy, s00, s01, s10, s11):  # pragma: no cover - compiled
+    """d² = dᵀ S⁻¹ d for one pair (components as :func:`_d2`); +inf where S is not PD."""
+    det = s00 * s11 - s01 * s10
+    if det > 0 and s00 > 0:
+        return (s11 * dx * dx - (s01 + s10) * dx * dy + s00 * dy * dy) / det
+    return np.inf
+
+
+@compiled(nb.types.Tuple((_I64, _I64, F1))(IN2, IN3, IN2, IN3, nb.float64))
+def _gated_pairs_kernel(pa, Pa, pb, Pb, gate):  # pragma: no cover - compiled
+    """:func:`gated_pairs` in one pass: sort b on x, binary-search each a's reach, test exactly."""
+    na, nb_ = pa.shape[0], pb.shape[0]
+    trb_max = -np.inf
+    for j in range(nb_):
+        trb_max = max(trb_max, Pb[j, 0, 0] + Pb[j, 1, 1])
+    order = np.argsort(pb[:, 0], kind="mergesort")
+    xs = np.empty(nb_)
+    for k in range(nb_):
+        xs[k] = pb[order[k], 0]
+    lo = np.empty(na, np.int64)
+    hi = np.empty(na, np.int64)
+    total = 0
+    for i in range(na):
+        bound = gate * ((Pa[i, 0, 0] + Pa[i, 1, 1]) + trb_max)
+        reach = np.sqrt(bound) if bound > 0 else np.inf
+        lo[i] = np.searchsorted(xs, pa[i, 0] - reach, side="left")
+        hi[i] = np.searchsorted(xs, pa[i, 0] + reach, side="right")
+        total += max(hi[i] - lo[i], 0)
+    oi = np.empty(total, np.int64)
+    oj = np.empty(total, np.int64)
+    od = np.empty(total)
+    n = 0
+    for i in range(na):
+        for k in range(lo[i], hi[i]):
+            j = order[k]
+            d2 = _d2_scalar(pa[i, 0] - pb[j, 0], pa[i, 1] - pb[j, 1], Pa[i, 0, 0] + Pb[j, 0, 0],
+                            Pa[i, 0, 1] + Pb[j, 0, 1], Pa[i, 1, 0] + Pb[j, 1, 0],
+                            Pa[i, 1, 1] + Pb[j, 1, 1])
+            if d2 <= gate:
+                oi[n], oj[n], od[n] = i, j, d2
+                n += 1
+    return oi[:n].copy(), oj[:n].copy(), od[:n].copy()
+
+
+@compiled(_I64(nb.int64, IIN1, IIN1))
+def _components_kernel(n, u, v):  # pragma: no cover - compiled
+    """:func:`components`: union-find, then labels numbered by each component's lowest node."""
+    parent = np.arange(n)
+    for e in range(u.shape[0]):
+        a, b = u[e], v[e]
+        while parent[a] != a:
+            parent[a] = parent[parent[a]]
+            a = parent[a]
+        while parent[b] != b:
+            parent[b] = parent[parent[b]]
+            b = parent[b]
+        if a < b:
+            parent[b] = a
+        elif b < a:
+            parent[a] = b
+    lab = np.empty(n, np.int64)
+    count = 0
+    for k in range(n):  # a root is its component's lowest node (unions keep the smaller root)
+        r = k
+        while parent[r] != r:
+            r = parent[r]
+        if r == k:
+            lab[k] = count
+            count += 1
+        else:
+            lab[k] = lab[r]
+    return lab
+
+
+@nb.njit(cache=True, nogil=True, error_model="numpy")
+def _ci_pair(xa0, xa1, pa00, pa01, pa11, xb0, xb1, pb00, pb01, pb11):  # pragma: no cover
+    """Covariance intersection of two 2-D estimates (symmetrised covariances), ω minimising the
+    fused trace exactly (:func:`covariance_intersection` explains the algebra).
+    Returns (x0, x1, p00, p01, p11, ω)."""
+    ia = 1.0 / (pa00 * pa11 - pa01 * pa01)
+    ib = 1.0 / (pb00 * pb11 - pb01 * pb01)
+    a00, a01, a11 = pa11 * ia, -pa01 * ia, pa00 * ia
+    b00, b01, b11 = pb11 * ib, -pb01 * ib, pb00 * ib
+    e00, e01, e11 = a00 - b00, a01 - b01, a11 - b11
+    t0 = b00 + b11
+    t1 = e00 + e11
+    d0 = b00 * b11 - b01 * b01
+    d1 = b00 * e11 + b11 * e00 - 2.0 * b01 * e01
+    d2 = e00 * e11 - e01 * e01
+    qa = t1 * d2
+    qb = 2.0 * t0 * d2
+    qc = t0 * d1 - t1 * d0
+    disc = np.sqrt(qb * qb - 4.0 * qa * qc)
+    if np.abs(qa) > 1e-12 * (np.abs(qb) + np.abs(qc) + 1e-300):
+        r1 = (-qb + disc) / (2.0 * qa)
+        r2 = (-qb - disc) / (2.0 * qa)
+    else:
+        r1 = r2 = -qc / qb
+    best = t0 / d0 if d0 > 0 else np.inf
+    omega = 0.0
+    det = d0 + (d1 + d2)
+    f = (t0 + t1) / det if det > 0 else np.inf
+    if f < best:
+        best, omega = f, 1.0
+    for w in (r1, r2):
+        w = 0.0 if np.isnan(w) else min(max(w, 0.0), 1.0)
+        det = d0 + (d1 + d2 * w) * w
+        f = (t0 + t1 * w) / det if det > 0 else np.inf
+        if f < best:
+            best, omega = f, w
+    m00, m01, m11 = b00 + omega * e00, b01 + omega * e01, b11 + omega * e11
+    im = 1.0 / (m00 * m11 - m01 * m01)
+    p00, p01, p11 = m11 * im, -m01 * im, m00 * im
+    w1 = 1.0 - omega
+    i0 = omega * (a00 * xa0 + a01 * xa1) + w1 * (b00 * xb0 + b01 * xb1)
+    i1 = omega * (a01 * xa0 + a11 * xa1) + w1 * (b01 * xb0 + b11 * xb1)
+    return p00 * i0 + p01 * i1, p01 * i0 + p11 * i1, p00, p01, p11, omega
+
+
+@compiled(nb.types.Tuple((F2, F3, F1))(IN2, IN3, IN2, IN3))
+def _ci_kernel(xa, Pa, xb, Pb):  # pragma: no cover - compiled
+    """:func:`covariance_intersection` row by row."""
+    n = xa.shape[0]
+    x = np.empty((n, 2))
+    P = np.empty((n, 2, 2))
+    om = np.empty(n)
+    for r in range(n):
+        x[r, 0], x[r, 1], p00, p01, p11, om[r] = _ci_pair(
+            xa[r, 0], xa[r, 1], Pa[r, 0, 0], 0.5 * (Pa[r, 0, 1] + Pa[r, 1, 0]), Pa[r, 1, 1],
+            xb[r, 0], xb[r, 1], Pb[r, 0, 0], 0.5 * (Pb[r, 0, 1] + Pb[r, 1, 0]), Pb[r, 1, 1])
+        P[r, 0, 0], P[r, 0, 1], P[r, 1, 0], P[r, 1, 1] = p00, p01, p01, p11
+    return x, P, om
+
+
+@nb.njit(cache=True, nogil=True, error_model="numpy")
+def _moment_match_row(X, P, mask, r, mean, cov):  # pragma: no cover - compiled
+    """:func:`moment_match` for row ``r`` of X (N, K, 2), P (N, K, 2, 2), mask (N, K), into
+    ``mean[r]`` and ``cov[r]``."""
+    K = X.shape[1]
+    cnt = 0.0
+    best, tbest = 0, np.inf
+    for k in range(K):
+        if mask[r, k]:
+            cnt += 1.0
+            tr = P[r, k, 0, 0] + P[r, k, 1, 1]
+            if tr < tbest:
+                best, tbest = k, tr
+    w = 1.0 / max(cnt, 1.0)
+    m0, m1 = X[r, best, 0], X[r, best, 1]
+    mean[r, 0], mean[r, 1] = m0, m1
+    c00 = c01 = c10 = c11 = 0.0
+    for k in range(K):
+        if mask[r, k]:
+            c00 += w * P[r, k, 0, 0]
+            c01 += w * P[r, k, 0, 1]
+            c10 += w * P[r, k, 1, 0]
+            c11 += w * P[r, k, 1, 1]
+    s00 = s01 = s11 = 0.0
+    for k in range(K):
+        if mask[r, k]:
+            d0, d1 = X[r, k, 0] - m0, X[r, k, 1] - m1
+            s00 += w * d0 * d0
+            s01 += w * d0 * d1
+            s11 += w * d1 * d1
+    cov[r, 0, 0], cov[r, 0, 1] = c00 + s00, c01 + s01
+    cov[r, 1, 0], cov[r, 1, 1] = c10 + s01, c11 + s11
+
+
+_IN4 = nb.types.Array(nb.float64, 4, "A", readonly=True)
+
+
+@compiled(nb.types.Tuple((F2, F3))(IN3, _IN4, BIN2))
+def _moment_match_kernel(X, P, mask):  # pragma: no cover - compiled
+    """:func:`moment_match` row by row."""
+    n = X.shape[0]
+    mean = np.zeros((n, 2))
+    cov = np.zeros((n, 2, 2))
+    for r in range(n):
+        _moment_match_row(X, P, mask, r, mean, cov)
+    return mean, cov
+
+
+@compiled(nb.types.Tuple((F2, F3))(IN3, _IN4, BIN2, BIN1))
+def _fuse_kernel(X, P, included, all_agree):  # pragma: no cover - compiled
+    """:meth:`CrossChecker._fuse`: included members fused by CI in channel order where they all
+    agree, moment-matched where they do not."""
+    n, K = included.shape
+    pos = np.zeros((n, 2))
+    cov = np.zeros((n, 2, 2))
+    for r in range(n):
+        if not all_agree[r]:
+            _moment_match_row(X, P, included, r, pos, cov)
+            continue
+        have = False
+        x0 = x1 = p00 = p01 = p10 = p11 = 0.0
+        for k in range(K):
+            if not included[r, k]:
+                continue
+            if not have:
+                x0, x1 = X[r, k, 0], X[r, k, 1]
+                p00, p01, p10, p11 = P[r, k, 0, 0], P[r, k, 0, 1], P[r, k, 1, 0], P[r, k, 1, 1]
+                have = True
+            else:
+                x0, x1, p00, p01, p11, _ = _ci_pair(
+                    x0, x1, p00, 0.5 * (p01 + p10), p11, X[r, k, 0], X[r, k, 1],
+                    P[r, k, 0, 0], 0.5 * (P[r, k, 0, 1] + P[r, k, 1, 0]), P[r, k, 1, 1])
+                p10 = p01
+        pos[r, 0], pos[r, 1] = x0, x1
+        cov[r, 0, 0], cov[r, 0, 1], cov[r, 1, 0], cov[r, 1, 1] = p00, p01, p10, p11
+    return pos, cov
+
+
+@compiled(nb.bool_[::1](IN2, IN2, nb.float64, nb.float64))
+def _hidden_kernel(p, o, half_width_m, occ_hw):  # pragma: no cover - compiled
+    """:func:`hidden_behind` over all (point, occluder) pairs, stopping at the first occluder."""
+    n, m = p.shape[0], o.shape[0]
+    out = np.zeros(n, np.bool_)
+    ro = np.empty(m)
+    ho = np.empty(m)
+    bo = np.empty(m)
+    for k in range(m):
+        ro[k] = np.hypot(o[k, 0], o[k, 1])
+        ho[k] = np.arctan2(occ_hw, max(ro[k], 1e-6))
+        bo[k] = np.arctan2(o[k, 1], o[k, 0])
+    for i in range(n):
+        rp = np.hypot(p[i, 0], p[i, 1])
+        hp = np.arctan2(half_width_m, max(rp, 1e-6))
+        bp = np.arctan2(p[i, 1], p[i, 0])
+        for k in range(m):
+            gap = np.abs(bp - bo[k])
+            gap = min(gap, 2.0 * np.pi - gap)
+            if gap < hp + ho[k] and ro[k] < rp - _MIN_GAP_M:
+                out[i] = True
+                break
+    return out
 
 
 # ----------------------------------------------------------------------------- internals
@@ -809,24 +957,7 @@ class CrossChecker:
         X: FloatArray, P: FloatArray, included: BoolArray, all_agree: BoolArray
     ) -> tuple[FloatArray, FloatArray]:
         """CI over included members where they all agree; a moment-matched mixture otherwise."""
-        n_obj, n_ch = included.shape
-        pos = np.zeros((n_obj, 2))
-        cov = np.zeros((n_obj, 2, 2))
-        have = np.zeros(n_obj, dtype=bool)
-        for c in range(n_ch):
-            m = included[:, c] & all_agree
-            first = m & ~have
-            pos[first], cov[first] = X[first, c], P[first, c]
-            nxt = m & have
-            if nxt.any():
-                pos[nxt], cov[nxt], _ = covariance_intersection(
-                    pos[nxt], cov[nxt], X[nxt, c], P[nxt, c]
-                )
-            have |= m
-        mix = ~all_agree
-        if mix.any():
-            pos[mix], cov[mix] = moment_match(X[mix], P[mix], included[mix])
-        return pos, cov
+        return _fuse_kernel(X, P, included, all_agree)
 
     # ------------------------------------------------------------------ identities and votes
     def _object_ids(self, g: _GroupOut, new_prev: dict[str, tuple[IntArray, IntArray]]) -> IntArray:

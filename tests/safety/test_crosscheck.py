@@ -19,6 +19,7 @@ from safety.crosscheck import (
     covariance_intersection,
     fov_masks,
     gated_pairs,
+    hidden_behind,
     mahalanobis2,
 )
 
@@ -513,6 +514,35 @@ def test_fov_masks_decide_like_field_of_view_contains(pts, m1, m2) -> None:
     for k, f in enumerate(fovs):
         for j, m in enumerate((m1, m2)):
             np.testing.assert_array_equal(got[:, k, j], f.contains(p, m))
+
+
+@given(points, st.floats(-3, 3))
+def test_sector_field_of_view_is_range_and_azimuth_shrunk_by_the_margin(pts, m) -> None:
+    """The compiled sector test against its definition, written out in numpy."""
+    f = FieldOfView(azimuth_min_deg=-10, azimuth_max_deg=80, range_min=3, range_max=40)
+    p = np.array(pts, dtype=np.float64).reshape(-1, 2)
+    r = np.hypot(p[:, 0], p[:, 1])
+    az = np.degrees(np.arctan2(p[:, 1], p[:, 0]))
+    arc = np.degrees(m / np.maximum(r, 1e-6))
+    want = (r >= 3 + m) & (r <= 40 - m) & (az >= -10 + arc) & (az <= 80 - arc)
+    np.testing.assert_array_equal(f.contains(p, m), want)
+
+
+@given(points, points)
+def test_hidden_behind_matches_its_pairwise_definition(pts, occ) -> None:
+    p = np.array(pts, dtype=np.float64).reshape(-1, 2) * 0.5
+    o = np.array(occ, dtype=np.float64).reshape(-1, 2) * 0.5
+    got = hidden_behind(p, o, 1.5, 0.9)
+    want = np.zeros(len(p), dtype=bool)
+    for i, (px, py) in enumerate(p):
+        rp = max(np.hypot(px, py), 1e-6)
+        for ox, oy in o:
+            ro = np.hypot(ox, oy)
+            gap = abs(np.arctan2(py, px) - np.arctan2(oy, ox))
+            gap = min(gap, 2 * np.pi - gap)
+            if gap < np.arctan2(1.5, rp) + np.arctan2(0.9, max(ro, 1e-6)) and ro < rp - 3.0:
+                want[i] = True
+    np.testing.assert_array_equal(got, want)
 
 
 @given(points, points, st.floats(0.05, 4.0), st.floats(0.05, 4.0))
