@@ -24,10 +24,9 @@ import numba as nb
 import numpy as np
 from numpy.typing import NDArray
 from pydantic import BaseModel, ConfigDict, Field, model_validator
-from scipy.optimize import linear_sum_assignment
 from scipy.stats import chi2
 
-from perception.kernels import BIN1, BIN2, F1, F2, F3, IIN1, IN2, IN3, compiled
+from perception.kernels import BIN1, BIN2, F1, F2, F3, IIN1, IN1, IN2, IN3, compiled
 from perception.tracks import Tracks
 from safety.channels import ChannelConfig, FieldOfView, sector_masks
 
@@ -291,27 +290,8 @@ def assign_sparse(
     the rows and columns left. Maximises the number of matches first, then minimises Σ d².
     Returns the matched (i, j, d²), sorted by i.
     """
-    if i.size == 0:
-        return i, j, d2
-    rdeg = np.bincount(i)
-    cdeg = np.bincount(j)
-    simple = (rdeg[i] == 1) & (cdeg[j] == 1)
-    if simple.all():
-        order = np.argsort(i, kind="stable")
-        return i[order], j[order], d2[order]
-    rest = ~simple
-    rows, ri = np.unique(i[rest], return_inverse=True)
-    cols, ci = np.unique(j[rest], return_inverse=True)
-    big = gate * (min(rows.size, cols.size) + 1) + 1.0
-    sub = np.full((rows.size, cols.size), big)
-    sub[ri, ci] = d2[rest]
-    r, c = linear_sum_assignment(sub)
-    ok = sub[r, c] < big
-    mi = np.concatenate([i[simple], rows[r[ok]]]).astype(np.int64)
-    mj = np.concatenate([j[simple], cols[c[ok]]]).astype(np.int64)
-    md = np.concatenate([d2[simple], sub[r[ok], c[ok]]])
-    order = np.argsort(mi, kind="stable")
-    return mi[order], mj[order], md[order]
+    return _assign_kernel(np.asarray(i, dtype=np.int64), np.asarray(j, dtype=np.int64),
+                          np.asarray(d2, dtype=np.float64), float(gate))
 
 
 def components(n: int, u: IntArray, v: IntArray) -> IntArray:
@@ -378,13 +358,13 @@ def _d2_scalar(dx, dy, s00, s01, s10, s11):  # pragma: no cover - compiled
     return np.inf
 
 
-@compiled(nb.types.Tuple((_I64, _I64, F1))(IN2, IN3, IN2, IN3, nb.float64))
-def _gated_pairs_kernel(pa, Pa, pb, Pb, gate):  # pragma: no cover - compiled
-    """:func:`gated_pairs` in one pass: sort b on x, binary-search each a's reach, test exactly."""
+@nb.njit(cache=True, nogil=True, error_model="numpy")
+def _gated(pa, Pa, pb, Pb, gate):  # pragma: no cover - compiled
+    """The pairs (i, j, d²) with d² ≤ ``gate``, i ascending, then j in order of b's x."""
     na, nb_ = pa.shape[0], pb.shape[0]
     trb_max = -np.inf
     for j in range(nb_):
-        trb_max = max(trb_max, Pb[j, 0, 0] + Pb[j, 1, 1])
+        trb_max = np.maximum(trb_max, Pb[j, 0, 0] + Pb[j, 1, 1])
     order = np.argsort(pb[:, 0], kind="mergesort")
     xs = np.empty(nb_)
     for k in range(nb_):
@@ -411,7 +391,210 @@ def _gated_pairs_kernel(pa, Pa, pb, Pb, gate):  # pragma: no cover - compiled
             if d2 <= gate:
                 oi[n], oj[n], od[n] = i, j, d2
                 n += 1
-    return oi[:n].copy(), oj[:n].copy(), od[:n].copy()
+    return oi[:n], oj[:n], od[:n]
+
+
+@compiled(nb.types.Tuple((_I64, _I64, F1))(IN2, IN3, IN2, IN3, nb.float64))
+def _gated_pairs_kernel(pa, Pa, pb, Pb, gate):  # pragma: no cover - compiled
+    """:func:`gated_pairs` in one pass: sort b on x, binary-search each a's reach, test exactly."""
+    i, j, d2 = _gated(pa, Pa, pb, Pb, gate)
+    return i.copy(), j.copy(), d2.copy()
+
+
+@nb.njit(cache=True, nogil=True, error_model="numpy")
+def _lsap(cost):  # pragma: no cover - compiled
+    """Minimum-cost assignment of every row of ``cost`` (rows ≤ columns, finite): the shortest
+    augmenting path method (Crouse 2016), the one scipy's ``linear_sum_assignment`` uses, with
+    its tie-breaking. Returns the column of each row."""
+    nr, nc = cost.shape
+    u = np.zeros(nr)
+    v = np.zeros(nc)
+    shortest = np.empty(nc)
+    path = np.full(nc, -1, np.int64)
+    col4row = np.full(nr, -1, np.int64)
+    row4col = np.full(nc, -1, np.int64)
+    sr = np.zeros(nr, np.bool_)
+    sc = np.zeros(nc, np.bool_)
+    remaining = np.empty(nc, np.int64)
+    for cur in range(nr):
+        min_val = 0.0
+        n_rem = nc
+        for it in range(nc):
+            remaining[it] = nc - it - 1
+        sr[:] = False
+        sc[:] = False
+        shortest[:] = np.inf
+        sink = -1
+        i = cur
+        while sink == -1:
+            index = -1
+            lowest = np.inf
+            sr[i] = True
+            for it in range(n_rem):
+                j = remaining[it]
+                r = min_val + cost[i, j] - u[i] - v[j]
+                if r < shortest[j]:
+                    path[j] = i
+                    shortest[j] = r
+                if shortest[j] < lowest or (shortest[j] == lowest and row4col[j] == -1):
+                    lowest = shortest[j]
+                    index = it
+            min_val = lowest
+            j = remaining[index]
+            if row4col[j] == -1:
+                sink = j
+            else:
+                i = row4col[j]
+            sc[j] = True
+            n_rem -= 1
+            remaining[index] = remaining[n_rem]
+        u[cur] += min_val
+        for i in range(nr):
+            if sr[i] and i != cur:
+                u[i] += min_val - shortest[col4row[i]]
+        for j in range(nc):
+            if sc[j]:
+                v[j] -= min_val - shortest[j]
+        j = sink
+        while True:
+            i = path[j]
+            row4col[j] = i
+            nxt = col4row[i]
+            col4row[i] = j
+            j = nxt
+            if i == cur:
+                break
+    return col4row
+
+
+@nb.njit(cache=True, nogil=True, error_model="numpy")
+def _assign(i, j, d2, gate):  # pragma: no cover - compiled
+    """:func:`assign_sparse`: isolated pairs matched as they are, the Hungarian (:func:`_lsap`)
+    on the rows and columns left; matched (i, j, d²) sorted by i."""
+    m = i.shape[0]
+    ni = 0
+    nj = 0
+    for e in range(m):
+        ni = max(ni, i[e] + 1)
+        nj = max(nj, j[e] + 1)
+    rdeg = np.zeros(ni, np.int64)
+    cdeg = np.zeros(nj, np.int64)
+    for e in range(m):
+        rdeg[i[e]] += 1
+        cdeg[j[e]] += 1
+    match = np.full(ni, -1, np.int64)  # row → its matched edge
+    rrow = np.full(ni, -1, np.int64)  # row / column → its index in the dense sub-problem
+    rcol = np.full(nj, -1, np.int64)
+    nr = 0
+    ncol = 0
+    for e in range(m):
+        if rdeg[i[e]] == 1 and cdeg[j[e]] == 1:
+            match[i[e]] = e
+        else:
+            if rrow[i[e]] < 0:
+                rrow[i[e]] = 0
+                nr += 1
+            if rcol[j[e]] < 0:
+                rcol[j[e]] = 0
+                ncol += 1
+    if nr:
+        rows = np.empty(nr, np.int64)  # ascending, as np.unique numbers them
+        cols = np.empty(ncol, np.int64)
+        k = 0
+        for r in range(ni):
+            if rrow[r] >= 0:
+                rrow[r] = k
+                rows[k] = r
+                k += 1
+        k = 0
+        for c in range(nj):
+            if rcol[c] >= 0:
+                rcol[c] = k
+                cols[k] = c
+                k += 1
+        big = gate * (min(nr, ncol) + 1) + 1.0
+        flip = nr > ncol
+        sub = np.full((ncol, nr) if flip else (nr, ncol), big)
+        edge = np.full((ncol, nr) if flip else (nr, ncol), -1, np.int64)
+        for e in range(m):
+            if rdeg[i[e]] == 1 and cdeg[j[e]] == 1:
+                continue
+            a, b = rrow[i[e]], rcol[j[e]]
+            if flip:
+                a, b = b, a
+            sub[a, b] = d2[e]
+            edge[a, b] = e
+        c4r = _lsap(sub)
+        for a in range(c4r.shape[0]):
+            e = edge[a, c4r[a]]
+            if e >= 0 and sub[a, c4r[a]] < big:
+                match[i[e]] = e
+    n = 0
+    for r in range(ni):
+        if match[r] >= 0:
+            n += 1
+    mi = np.empty(n, np.int64)
+    mj = np.empty(n, np.int64)
+    md = np.empty(n)
+    n = 0
+    for r in range(ni):
+        e = match[r]
+        if e >= 0:
+            mi[n], mj[n], md[n] = i[e], j[e], d2[e]
+            n += 1
+    return mi, mj, md
+
+
+@compiled(nb.types.Tuple((_I64, _I64, F1))(IIN1, IIN1, IN1, nb.float64))
+def _assign_kernel(i, j, d2, gate):  # pragma: no cover - compiled
+    """:func:`assign_sparse` in one call."""
+    return _assign(i, j, d2, gate)
+
+
+@compiled(nb.types.Tuple((_I64, _I64, F1, _I64, _B2, _B2))(IN2, IN3, IIN1, BIN2, nb.float64,
+                                                           nb.float64))
+def _associate_kernel(pos, cov, offsets, grown, gate, agree):  # pragma: no cover - compiled
+    """Every channel pair of a frame group in one call (nodes are all tracks, channel by
+    channel, ``offsets`` where each channel starts): gated pairs, the one-to-one assignment of
+    those inside both fields of view, and per node whether another channel has a track inside
+    its gate (``near``) and one that also agrees (``close``).
+    Returns the assigned edges (u, v, d², pair number in (0, 1), (0, 2), … order) and near, close.
+    """
+    n_ch = offsets.shape[0] - 1
+    n = pos.shape[0]
+    near = np.zeros((n, n_ch), np.bool_)
+    close = np.zeros((n, n_ch), np.bool_)
+    cap = 0
+    for a in range(n_ch):
+        for b in range(a + 1, n_ch):
+            cap += min(offsets[a + 1] - offsets[a], offsets[b + 1] - offsets[b])
+    eu = np.empty(cap, np.int64)
+    ev = np.empty(cap, np.int64)
+    ew = np.empty(cap)
+    ep = np.empty(cap, np.int64)
+    ne = 0
+    pair = 0
+    for a in range(n_ch):
+        a0, a1 = offsets[a], offsets[a + 1]
+        for b in range(a + 1, n_ch):
+            b0, b1 = offsets[b], offsets[b + 1]
+            if a1 > a0 and b1 > b0:
+                ia, ib, d2 = _gated(pos[a0:a1], cov[a0:a1], pos[b0:b1], cov[b0:b1], gate)
+                keep = np.zeros(ia.shape[0], np.bool_)
+                for e in range(ia.shape[0]):
+                    ga, gb = a0 + ia[e], b0 + ib[e]
+                    near[ga, b] = True
+                    near[gb, a] = True
+                    if d2[e] <= agree:
+                        close[ga, b] = True
+                        close[gb, a] = True
+                    keep[e] = grown[ga, b] and grown[gb, a]
+                ra, rb, dd = _assign(ia[keep], ib[keep], d2[keep], gate)
+                for e in range(ra.shape[0]):
+                    eu[ne], ev[ne], ew[ne], ep[ne] = a0 + ra[e], b0 + rb[e], dd[e], pair
+                    ne += 1
+            pair += 1
+    return eu[:ne].copy(), ev[:ne].copy(), ew[:ne].copy(), ep[:ne].copy(), near, close
 
 
 @compiled(_I64(nb.int64, IIN1, IIN1))
@@ -505,9 +688,9 @@ def _ci_kernel(xa, Pa, xb, Pb):  # pragma: no cover - compiled
 
 
 @nb.njit(cache=True, nogil=True, error_model="numpy")
-def _moment_match_row(X, P, mask, r, mean, cov):  # pragma: no cover - compiled
+def _moment_match_row(X, P, mask, r, mean, cov, o):  # pragma: no cover - compiled
     """:func:`moment_match` for row ``r`` of X (N, K, 2), P (N, K, 2, 2), mask (N, K), into
-    ``mean[r]`` and ``cov[r]``."""
+    ``mean[o]`` and ``cov[o]``."""
     K = X.shape[1]
     cnt = 0.0
     best, tbest = 0, np.inf
@@ -519,7 +702,7 @@ def _moment_match_row(X, P, mask, r, mean, cov):  # pragma: no cover - compiled
                 best, tbest = k, tr
     w = 1.0 / max(cnt, 1.0)
     m0, m1 = X[r, best, 0], X[r, best, 1]
-    mean[r, 0], mean[r, 1] = m0, m1
+    mean[o, 0], mean[o, 1] = m0, m1
     c00 = c01 = c10 = c11 = 0.0
     for k in range(K):
         if mask[r, k]:
@@ -534,8 +717,8 @@ def _moment_match_row(X, P, mask, r, mean, cov):  # pragma: no cover - compiled
             s00 += w * d0 * d0
             s01 += w * d0 * d1
             s11 += w * d1 * d1
-    cov[r, 0, 0], cov[r, 0, 1] = c00 + s00, c01 + s01
-    cov[r, 1, 0], cov[r, 1, 1] = c10 + s01, c11 + s11
+    cov[o, 0, 0], cov[o, 0, 1] = c00 + s00, c01 + s01
+    cov[o, 1, 0], cov[o, 1, 1] = c10 + s01, c11 + s11
 
 
 _IN4 = nb.types.Array(nb.float64, 4, "A", readonly=True)
@@ -548,38 +731,33 @@ def _moment_match_kernel(X, P, mask):  # pragma: no cover - compiled
     mean = np.zeros((n, 2))
     cov = np.zeros((n, 2, 2))
     for r in range(n):
-        _moment_match_row(X, P, mask, r, mean, cov)
+        _moment_match_row(X, P, mask, r, mean, cov, r)
     return mean, cov
 
 
-@compiled(nb.types.Tuple((F2, F3))(IN3, _IN4, BIN2, BIN1))
-def _fuse_kernel(X, P, included, all_agree):  # pragma: no cover - compiled
-    """:meth:`CrossChecker._fuse`: included members fused by CI in channel order where they all
-    agree, moment-matched where they do not."""
-    n, K = included.shape
-    pos = np.zeros((n, 2))
-    cov = np.zeros((n, 2, 2))
-    for r in range(n):
-        if not all_agree[r]:
-            _moment_match_row(X, P, included, r, pos, cov)
+@nb.njit(cache=True, nogil=True, error_model="numpy")
+def _fuse_row(X, P, included, r, all_agree, pos, cov, o):  # pragma: no cover - compiled
+    """Row ``r``'s fused estimate into ``pos[o]``, ``cov[o]``: the included members by CI in
+    channel order where they all agree, moment-matched where they do not, zero if none."""
+    if not all_agree:
+        _moment_match_row(X, P, included, r, pos, cov, o)
+        return
+    have = False
+    x0 = x1 = p00 = p01 = p10 = p11 = 0.0
+    for k in range(included.shape[1]):
+        if not included[r, k]:
             continue
-        have = False
-        x0 = x1 = p00 = p01 = p10 = p11 = 0.0
-        for k in range(K):
-            if not included[r, k]:
-                continue
-            if not have:
-                x0, x1 = X[r, k, 0], X[r, k, 1]
-                p00, p01, p10, p11 = P[r, k, 0, 0], P[r, k, 0, 1], P[r, k, 1, 0], P[r, k, 1, 1]
-                have = True
-            else:
-                x0, x1, p00, p01, p11, _ = _ci_pair(
-                    x0, x1, p00, 0.5 * (p01 + p10), p11, X[r, k, 0], X[r, k, 1],
-                    P[r, k, 0, 0], 0.5 * (P[r, k, 0, 1] + P[r, k, 1, 0]), P[r, k, 1, 1])
-                p10 = p01
-        pos[r, 0], pos[r, 1] = x0, x1
-        cov[r, 0, 0], cov[r, 0, 1], cov[r, 1, 0], cov[r, 1, 1] = p00, p01, p10, p11
-    return pos, cov
+        if not have:
+            x0, x1 = X[r, k, 0], X[r, k, 1]
+            p00, p01, p10, p11 = P[r, k, 0, 0], P[r, k, 0, 1], P[r, k, 1, 0], P[r, k, 1, 1]
+            have = True
+        else:
+            x0, x1, p00, p01, p11, _ = _ci_pair(
+                x0, x1, p00, 0.5 * (p01 + p10), p11, X[r, k, 0], X[r, k, 1],
+                P[r, k, 0, 0], 0.5 * (P[r, k, 0, 1] + P[r, k, 1, 0]), P[r, k, 1, 1])
+            p10 = p01
+    pos[o, 0], pos[o, 1] = x0, x1
+    cov[o, 0, 0], cov[o, 0, 1], cov[o, 1, 0], cov[o, 1, 1] = p00, p01, p10, p11
 
 
 @compiled(nb.bool_[::1](IN2, IN2, nb.float64, nb.float64))
@@ -592,19 +770,249 @@ def _hidden_kernel(p, o, half_width_m, occ_hw):  # pragma: no cover - compiled
     bo = np.empty(m)
     for k in range(m):
         ro[k] = np.hypot(o[k, 0], o[k, 1])
-        ho[k] = np.arctan2(occ_hw, max(ro[k], 1e-6))
+        ho[k] = np.arctan2(occ_hw, np.maximum(ro[k], 1e-6))
         bo[k] = np.arctan2(o[k, 1], o[k, 0])
     for i in range(n):
         rp = np.hypot(p[i, 0], p[i, 1])
-        hp = np.arctan2(half_width_m, max(rp, 1e-6))
+        hp = np.arctan2(half_width_m, np.maximum(rp, 1e-6))
         bp = np.arctan2(p[i, 1], p[i, 0])
         for k in range(m):
             gap = np.abs(bp - bo[k])
-            gap = min(gap, 2.0 * np.pi - gap)
+            gap = np.minimum(gap, 2.0 * np.pi - gap)
             if gap < hp + ho[k] and ro[k] < rp - _MIN_GAP_M:
                 out[i] = True
                 break
     return out
+
+
+@compiled(nb.types.Tuple((
+    nb.int64[:, ::1], nb.int64[:, ::1], _B2, _B2, _B2, nb.bool_[::1], F2, F3, _I64, F2, _B2,
+    _I64, nb.boolean,
+))(IIN1, nb.int64, IIN1, nb.int64, IN2, IN3, IIN1, BIN1, nb.float64, IN2, nb.boolean, IIN1,
+   IIN1, IN1, BIN2, BIN2))
+def _objects_kernel(comp, n_obj, node_ch, n_ch, pos, cov, ids, trust, agree, vel, has_vel,
+                    u, v, w, shrunk, near):  # pragma: no cover - compiled
+    """Objects of a frame group from its components, in one call: members, the pairwise
+    agreement test, the majority vote on the estimate (3+ members), which members enter the
+    fused estimate, corroboration, the fusion (:func:`_fuse_kernel`'s rule), the most certain
+    included member, the mean velocity of the included members, the assigned edges to report
+    as disagreements, and the misses (a track well inside another channel's field of view that
+    has nothing in its gate). ``conflict`` is True (and nothing else is valid) when a component
+    holds two tracks of one channel: the caller splits it and calls again.
+    Returns node_of, tids, included, est_loser, major, corroborated, pos, cov, best_node,
+    velocity, miss, disagreeing edges, conflict."""
+    n = comp.shape[0]
+    node_of = np.full((n_obj, n_ch), -1, np.int64)
+    tids = np.full((n_obj, n_ch), -1, np.int64)
+    included = np.zeros((n_obj, n_ch), np.bool_)
+    est_loser = np.zeros((n_obj, n_ch), np.bool_)
+    major = np.zeros((n_obj, n_ch), np.bool_)
+    corroborated = np.zeros(n_obj, np.bool_)
+    fpos = np.zeros((n_obj, 2))
+    fcov = np.zeros((n_obj, 2, 2))
+    best_node = np.full(n_obj, -1, np.int64)
+    fvel = np.zeros((n_obj, 2))
+    miss = np.zeros((n, n_ch), np.bool_)
+    for k in range(n):
+        o, c = comp[k], node_ch[k]
+        if node_of[o, c] >= 0:
+            return (node_of, tids, included, est_loser, major, corroborated, fpos, fcov,
+                    best_node, fvel, miss, np.zeros(0, np.int64), True)
+        node_of[o, c] = k
+        tids[o, c] = ids[k]
+    X = np.zeros((1, n_ch, 2))
+    P = np.zeros((1, n_ch, 2, 2))
+    inc = np.zeros((1, n_ch), np.bool_)
+    ag = np.zeros((n_ch, n_ch), np.bool_)
+    in_major = np.zeros(n_ch, np.bool_)
+    for o in range(n_obj):
+        kk = 0
+        for c in range(n_ch):
+            m = node_of[o, c]
+            if m >= 0:
+                kk += 1
+                X[0, c, 0], X[0, c, 1] = pos[m, 0], pos[m, 1]
+                P[0, c, 0, 0], P[0, c, 0, 1] = cov[m, 0, 0], cov[m, 0, 1]
+                P[0, c, 1, 0], P[0, c, 1, 1] = cov[m, 1, 0], cov[m, 1, 1]
+        # pairwise agreement of present members
+        for c in range(n_ch):
+            ag[c, c] = False
+            for d in range(c + 1, n_ch):
+                ok = False
+                if node_of[o, c] >= 0 and node_of[o, d] >= 0:
+                    ok = _d2_scalar(X[0, c, 0] - X[0, d, 0], X[0, c, 1] - X[0, d, 1],
+                                    P[0, c, 0, 0] + P[0, d, 0, 0], P[0, c, 0, 1] + P[0, d, 0, 1],
+                                    P[0, c, 1, 0] + P[0, d, 1, 0],
+                                    P[0, c, 1, 1] + P[0, d, 1, 1]) <= agree
+                ag[c, d] = ag[d, c] = ok
+        # majority vote on the estimate: members agreeing with at least half of the others
+        n_major = 0
+        for c in range(n_ch):
+            support = 0
+            for d in range(n_ch):
+                support += ag[c, d]
+            in_major[c] = node_of[o, c] >= 0 and support >= kk // 2
+            n_major += in_major[c]
+        voted = kk >= 3 and 2 * n_major > kk
+        any_inc = False
+        for c in range(n_ch):
+            present = node_of[o, c] >= 0
+            est_loser[o, c] = voted and present and not in_major[c]
+            major[o, c] = voted and in_major[c]
+            inc[0, c] = (in_major[c] if voted else present) and trust[c]
+            any_inc = any_inc or inc[0, c]
+        if not any_inc:  # the vote went with excluded channels: fuse the trusted members
+            for c in range(n_ch):
+                inc[0, c] = node_of[o, c] >= 0 and trust[c]
+        n_inc = 0
+        all_agree = True
+        for c in range(n_ch):
+            included[o, c] = inc[0, c]
+            n_inc += inc[0, c]
+            for d in range(c + 1, n_ch):
+                if inc[0, c] and inc[0, d] and not ag[c, d]:
+                    all_agree = False
+        corroborated[o] = n_inc >= 2 and all_agree
+        _fuse_row(X, P, inc, 0, all_agree, fpos, fcov, o)
+        # most certain included member (the first of equals); velocity: included members' mean
+        tbest = np.inf
+        for c in range(n_ch):
+            if inc[0, c]:
+                tr = P[0, c, 0, 0] + P[0, c, 1, 1]
+                if tr < tbest or best_node[o] < 0:
+                    tbest = tr
+                    best_node[o] = node_of[o, c]
+        if has_vel:
+            v0 = v1 = 0.0
+            for c in range(n_ch):
+                if inc[0, c]:
+                    m = node_of[o, c]
+                    v0 += vel[m, 0]
+                    v1 += vel[m, 1]
+            den = max(float(n_inc), 1.0)
+            fvel[o, 0], fvel[o, 1] = v0 / den, v1 / den
+    # disagreements: assigned edges failing the agreement test, both channels trusted, not kept
+    # together in the majority by the vote
+    n_bad = 0
+    bad = np.empty(u.shape[0], np.int64)
+    for e in range(u.shape[0]):
+        a, b = u[e], v[e]
+        ca, cb = node_ch[a], node_ch[b]
+        if (w[e] > agree and trust[ca] and trust[cb]
+                and not (major[comp[a], ca] and major[comp[b], cb])):
+            bad[n_bad] = e
+            n_bad += 1
+    for k in range(n):
+        if not trust[node_ch[k]]:
+            continue
+        for c in range(n_ch):
+            miss[k, c] = node_of[comp[k], c] < 0 and shrunk[k, c] and not near[k, c]
+    return (node_of, tids, included, est_loser, major, corroborated, fpos, fcov, best_node,
+            fvel, miss, bad[:n_bad].copy(), False)
+
+
+@compiled(_B2(BIN2, BIN2, BIN2, IIN1))
+def _existence_vote(present, can_see, close, comp):  # pragma: no cover - compiled
+    """(n_obj, n_ch) the members and absentees the existence vote contradicts. Voters are the
+    channels that can see the object (3 or more for a vote); a voter sees it when it has a
+    member or a track agreeing with one (a duplicate, or matched to a neighbour). A majority
+    that sees it outvotes the voters that do not; a majority that does not, the members."""
+    n_obj, n_ch = present.shape
+    seen = np.zeros((n_obj, n_ch), np.bool_)
+    for k in range(comp.shape[0]):
+        for c in range(n_ch):
+            if close[k, c]:
+                seen[comp[k], c] = True
+    lost = np.zeros((n_obj, n_ch), np.bool_)
+    for o in range(n_obj):
+        kk = n_vot = n_seen = 0
+        for c in range(n_ch):
+            seen[o, c] = present[o, c] or (seen[o, c] and can_see[o, c])
+            kk += present[o, c]
+            n_vot += can_see[o, c]
+            n_seen += seen[o, c]
+        if n_vot < 3:
+            continue
+        for c in range(n_ch):
+            lost[o, c] = ((2 * kk > n_vot and can_see[o, c] and not seen[o, c])
+                          or (2 * (n_vot - n_seen) > n_vot and present[o, c]))
+    return lost
+
+
+@compiled(nb.types.Tuple((_I64, nb.boolean))(IN2, IN3, IIN1))
+def _confirmed_rows(pos, cov, status):  # pragma: no cover - compiled
+    """Rows of confirmed or coasting tracks whose position and covariance are finite (a
+    non-finite component makes their sum non-finite: inf − inf is NaN), and whether any kept
+    covariance needs :func:`_psd`."""
+    n = pos.shape[0]
+    keep = np.empty(n, np.int64)
+    m = 0
+    bad = False
+    floor = 1e-6
+    for r in range(n):
+        if status[r] != 1 and status[r] != 2:
+            continue
+        total = (pos[r, 0] + pos[r, 1]) + (((cov[r, 0, 0] + cov[r, 0, 1]) + cov[r, 1, 0])
+                                           + cov[r, 1, 1])
+        if not np.isfinite(total):
+            continue
+        keep[m] = r
+        m += 1
+        c01 = 0.5 * (cov[r, 0, 1] + cov[r, 1, 0])
+        if (cov[r, 0, 0] <= floor or cov[r, 1, 1] <= floor
+                or cov[r, 0, 0] * cov[r, 1, 1] - c01 * c01 <= floor * floor):
+            bad = True
+    return keep[:m].copy(), bad
+
+
+_IIN2 = nb.types.Array(nb.int64, 2, "A", readonly=True)
+
+
+@compiled(nb.types.Tuple((_I64, _I64, _I64, _I64, nb.int64))(_IIN2, IIN1, IIN1, IIN1, nb.int64))
+def _object_ids_kernel(tids, keys, vals, off, next_id):  # pragma: no cover - compiled
+    """:meth:`CrossChecker._object_ids`: each object inherits the oldest id any of its (channel,
+    track) members carried last step (``keys``/``vals``: per channel, from ``off``, sorted track
+    ids and their object ids); of objects claiming one id the first keeps it; the rest get new
+    ids in order. Returns ids, this step's keys, vals, offsets, and the next free id."""
+    n_obj, n_ch = tids.shape
+    claimed = np.full(n_obj, -1, np.int64)
+    for o in range(n_obj):
+        for c in range(n_ch):
+            q = tids[o, c]
+            lo, hi = off[c], off[c + 1]
+            if q < 0 or hi == lo:
+                continue
+            k = lo + np.searchsorted(keys[lo:hi], q)
+            if k < hi and keys[k] == q and vals[k] >= 0 and (
+                    claimed[o] < 0 or vals[k] < claimed[o]):
+                claimed[o] = vals[k]
+    orig = claimed.copy()
+    order = np.argsort(orig, kind="mergesort")
+    for k in range(1, n_obj):  # a split: the first cluster keeps the id
+        a, b = order[k - 1], order[k]
+        if orig[b] >= 0 and orig[b] == orig[a]:
+            claimed[b] = -1
+    for o in range(n_obj):
+        if claimed[o] < 0:
+            claimed[o] = next_id
+            next_id += 1
+    new_off = np.zeros(n_ch + 1, np.int64)
+    for c in range(n_ch):
+        cnt = 0
+        for o in range(n_obj):
+            cnt += tids[o, c] >= 0
+        new_off[c + 1] = new_off[c] + cnt
+    new_keys = np.empty(new_off[n_ch], np.int64)
+    new_vals = np.empty(new_off[n_ch], np.int64)
+    for c in range(n_ch):
+        col = tids[:, c].copy()
+        srt = np.argsort(col, kind="mergesort")
+        k = new_off[c]
+        for o in srt:
+            if col[o] >= 0:
+                new_keys[k], new_vals[k] = col[o], claimed[o]
+                k += 1
+    return claimed, new_keys, new_vals, new_off, next_id
 
 
 # ----------------------------------------------------------------------------- internals
@@ -627,18 +1035,14 @@ class _Chan:
 def _confirmed(name: str, cfg: ChannelConfig, tr: Tracks) -> _Chan:
     pos = np.asarray(tr.position, dtype=np.float64).reshape(-1, 2)
     cov = np.asarray(tr.position_cov, dtype=np.float64).reshape(-1, 2, 2)
-    status = np.asarray(tr.status)
-    # confirmed or coasting; a non-finite component makes the sum non-finite (inf − inf is NaN)
-    keep = ((status == 1) | (status == 2)) & np.isfinite(
-        pos.sum(axis=1) + cov.reshape(-1, 4).sum(axis=1)
-    )
+    keep, bad = _confirmed_rows(pos, cov, np.asarray(tr.status, dtype=np.int64))
     vel: FloatArray | None = None
     x = np.asarray(tr.x, dtype=np.float64)
     if tr.space == "point" and x.ndim == 2 and x.shape[1] >= 4:
         vel = x[keep, 2:4]
     return _Chan(
-        name, cfg, np.asarray(tr.ids, dtype=np.int64)[keep], pos[keep], _psd(cov[keep]),
-        np.asarray(tr.labels, dtype=np.int64)[keep], vel,
+        name, cfg, np.asarray(tr.ids, dtype=np.int64)[keep], pos[keep],
+        _psd(cov[keep]) if bad else cov[keep], np.asarray(tr.labels, dtype=np.int64)[keep], vel,
     )
 
 
@@ -777,96 +1181,55 @@ class CrossChecker:
         n_ch = len(chans)
         trust = np.array([trusted is None or c.name in trusted for c in chans], dtype=bool)
         margin = self.cfg.fov_margin
-        sizes = np.array([len(c) for c in chans], dtype=np.int64)
         offsets = np.zeros(n_ch + 1, dtype=np.int64)
-        np.cumsum(sizes, out=offsets[1:])
+        offsets[1:] = [len(c) for c in chans]
+        np.cumsum(offsets, out=offsets)
         n_nodes = int(offsets[-1])
-        node_ch = np.repeat(np.arange(n_ch, dtype=np.int64), sizes)
-        pos_all = np.concatenate([c.pos for c in chans]) if n_nodes else np.zeros((0, 2))
-        cov_all = np.concatenate([c.cov for c in chans]) if n_nodes else np.zeros((0, 2, 2))
-        ids_all = np.concatenate([c.ids for c in chans]) if n_nodes else np.zeros(0, np.int64)
+        node_ch = np.repeat(np.arange(n_ch, dtype=np.int64), np.diff(offsets))
+        if n_nodes:
+            pos_all = np.concatenate([c.pos for c in chans])
+            cov_all = np.concatenate([c.cov for c in chans])
+            ids_all = np.concatenate([c.ids for c in chans])
+        else:
+            pos_all, cov_all, ids_all = np.zeros((0, 2)), np.zeros((0, 2, 2)), np.zeros(0, np.int64)
+        fovs = [c.cfg.fov for c in chans]
         # each track against each channel's FOV: grown (association) and shrunk (coverage)
-        inside = fov_masks([c.cfg.fov for c in chans], pos_all, (-margin, margin))
+        inside = fov_masks(fovs, pos_all, (-margin, margin))
         grown, shrunk = inside[:, :, 0], inside[:, :, 1]
-        near = np.zeros((n_nodes, n_ch), dtype=bool)  # a track of that channel inside the gate
-        close = np.zeros((n_nodes, n_ch), dtype=bool)  # ... that also agrees with this one
-        eu: list[IntArray] = []
-        ev: list[IntArray] = []
-        ew: list[FloatArray] = []
-        for i in range(n_ch):
-            for j in range(i + 1, n_ch):
-                a, b = chans[i], chans[j]
-                ia, ib, d2 = gated_pairs(a.pos, a.cov, b.pos, b.cov, self._gate)
-                ga, gb = offsets[i] + ia, offsets[j] + ib
-                near[ga, j] = True
-                near[gb, i] = True
-                ok = d2 <= self._agree
-                close[ga[ok], j] = True
-                close[gb[ok], i] = True
-                # candidates: each track inside the other channel's FOV (grown by the margin)
-                shared = grown[ga, j] & grown[gb, i]
-                ra, rb, dd = assign_sparse(ia[shared], ib[shared], d2[shared], self._gate)
-                result.residuals[(a.name, b.name)] = a.pos[ra] - b.pos[rb]
-                result.residual_covs[(a.name, b.name)] = a.cov[ra] + b.cov[rb]
-                eu.append(offsets[i] + ra)
-                ev.append(offsets[j] + rb)
-                ew.append(dd)
-        u = np.concatenate(eu) if eu else np.zeros(0, np.int64)
-        v = np.concatenate(ev) if ev else np.zeros(0, np.int64)
-        w = np.concatenate(ew) if ew else np.zeros(0)
+        # associate every channel pair: near = a track of that channel inside the gate, close =
+        # ... that also agrees with this one; assigned edges u–v with d² w, pair number ep
+        u, v, w, ep, near, close = _associate_kernel(pos_all, cov_all, offsets, grown,
+                                                     self._gate, self._agree)
+        res, rcov = pos_all[u] - pos_all[v], cov_all[u] + cov_all[v]
+        bounds = np.searchsorted(ep, np.arange(len(_pairs(n_ch)) + 1))
+        for p, (i, j) in enumerate(_pairs(n_ch).tolist()):
+            key = (chans[i].name, chans[j].name)
+            lo, hi = int(bounds[p]), int(bounds[p + 1])
+            result.residuals[key], result.residual_covs[key] = res[lo:hi], rcov[lo:hi]
         comp = components(n_nodes, u, v)
         n_obj = int(comp.max()) + 1 if n_nodes else 0
-        if n_obj and np.bincount(comp * n_ch + node_ch).max() > 1:
+        vel_all = (np.concatenate([c.vel for c in chans if c.vel is not None])
+                   if n_ch and all(c.vel is not None for c in chans) else None)
+        args = (node_ch, n_ch, pos_all, cov_all, ids_all, trust, self._agree,
+                pos_all if vel_all is None else vel_all, vel_all is not None, u, v, w, shrunk,
+                near)
+        objs = _objects_kernel(comp, n_obj, *args)
+        if objs[-1]:  # a cluster holding two tracks of one channel: split it
             comp = _split_conflicts(comp, node_ch, n_ch, u, v, w)
             n_obj = int(comp.max()) + 1
-        node_of = np.full((n_obj, n_ch), -1, dtype=np.int64)
-        node_of[comp, node_ch] = np.arange(n_nodes)
+            objs = _objects_kernel(comp, n_obj, *args)
+        (node_of, tids, included, est_loser, _major, corroborated, pos, cov, best_node, vel_o,
+         miss, bad, _) = objs
         present = node_of >= 0
-        tids = np.where(present, ids_all[node_of], -1)
-
-        # stacked estimates (n_obj, n_ch, ...) with harmless fillers where absent
-        X = np.zeros((n_obj, n_ch, 2))
-        X[comp, node_ch] = pos_all
-        P = np.zeros((n_obj, n_ch, 2, 2))
-        P[..., 0, 0] = P[..., 1, 1] = 1.0
-        P[comp, node_ch] = cov_all
-        pi, pj = _pairs(n_ch).T
-        agree_p = present[:, pi] & present[:, pj] & (
-            mahalanobis2(X[:, pi] - X[:, pj], P[:, pi] + P[:, pj]) <= self._agree
-        )
-        agree = np.zeros((n_obj, n_ch, n_ch), dtype=bool)
-        agree[:, pi, pj] = agree_p
-        agree[:, pj, pi] = agree_p
-
-        # majority vote on the estimate (3+ members)
-        k = present.sum(axis=1)
-        support = agree.sum(axis=2)
-        in_major = present & (support >= (k // 2)[:, None])
-        voted = (k >= 3) & (2 * in_major.sum(axis=1) > k)
-        est_loser = voted[:, None] & present & ~in_major
-        included = np.where(voted[:, None], in_major, present) & trust[None, :]
-        # if the vote went with excluded channels against the trusted ones, fuse the trusted
-        fallback = ~included.any(axis=1)
-        included[fallback] = present[fallback] & trust[None, :]
-        # all included pairs agree
-        all_agree = ~np.any(included[:, pi] & included[:, pj] & ~agree_p, axis=1)
-        corroborated = (included.sum(axis=1) >= 2) & all_agree
-
-        pos, cov = self._fuse(X, P, included, all_agree)
 
         # coverage: FOV of each channel (shrunk) holds the fused estimate, or it sees it
-        covers = fov_masks([c.cfg.fov for c in chans], pos, (margin,))[:, :, 0] | present
+        covers = fov_masks(fovs, pos, (margin,))[:, :, 0] | present
 
         candidates: list[tuple[tuple[object, ...], Disagreement]] = []
-        # disagreements: associated pairs failing the agreement test. Not reported: a known-
+        # disagreements: assigned pairs failing the agreement test. Not reported: a known-
         # faulty channel's (its fault explains them), and a pair that the vote kept together in
         # the majority (each agrees with a third channel: nothing to resolve; a persistent bias
         # between them is the calibration monitor's to find)
-        major = voted[:, None] & in_major
-        both_major = major[comp[u], node_ch[u]] & major[comp[v], node_ch[v]]
-        bad = np.flatnonzero(
-            (w > self._agree) & trust[node_ch[u]] & trust[node_ch[v]] & ~both_major
-        )
         for e in bad.tolist():
             na, nb = int(u[e]), int(v[e])
             ca, cb, o = int(node_ch[na]), int(node_ch[nb]), int(comp[na])
@@ -883,26 +1246,18 @@ class CrossChecker:
         # it is not outvoted for missing it, and does not count against the object's existence
         lost = est_loser.copy()
         if self.cfg.vote_on_existence and n_ch >= 3 and n_obj:
-            flat = (comp[:, None] * n_ch + np.arange(n_ch)[None, :])[close]
             # a channel the object is hidden from (behind a nearer track of its own) does not vote
             # (only an absent member can be hidden: with none inside a FOV, skip the geometry)
-            absent = covers & ~present
-            need: BoolArray = np.asarray(absent.any(axis=0))
+            need: BoolArray = np.asarray((covers & ~present).any(axis=0))
             can_see = (covers & ~(self._hidden(chans, pos, frame, need) & ~present)
-                       if need.any() else covers.copy())
-            seen = present | (np.bincount(flat, minlength=n_obj * n_ch)
-                              .reshape(n_obj, n_ch) > 0) & can_see
-            n_vot = can_see.sum(axis=1)
-            ex_vote = n_vot >= 3
-            lost |= (ex_vote & (2 * k > n_vot))[:, None] & can_see & ~seen
-            lost |= (ex_vote & (2 * (n_vot - seen.sum(axis=1)) > n_vot))[:, None] & present
+                       if need.any() else covers)
+            lost |= _existence_vote(present, can_see, close, comp)
 
         # misses: a track well inside another channel's FOV where that channel has nothing in
-        # the association gate (a track inside the gate makes the unmatched one a duplicate)
-        # (an excluded channel's unmatched tracks blame nobody)
-        miss = (node_of[comp] < 0) & shrunk & ~near & trust[node_ch][:, None]
-        # ... nor where that channel cannot see it: behind a nearer track of its own (the
-        # occluder is output; the hidden object is output from the channels that do see it)
+        # the association gate (a track inside the gate makes the unmatched one a duplicate);
+        # an excluded channel's unmatched tracks blame nobody ... nor where that channel cannot
+        # see it: behind a nearer track of its own (the occluder is output; the hidden object is
+        # output from the channels that do see it)
         if miss.any():
             miss &= ~self._hidden(chans, pos_all, frame, miss.any(axis=0))
         mn, mc = np.nonzero(miss)
@@ -920,22 +1275,13 @@ class CrossChecker:
                 ))
 
         # label of the most certain included member; velocity averaged over included members
-        trace = np.where(included, P[..., 0, 0] + P[..., 1, 1], np.inf)
-        best = np.argmin(trace, axis=1) if n_obj else np.zeros(0, np.int64)
-        labels_all = np.concatenate([c.labels for c in chans]) if n_nodes else np.zeros(0, int)
         labels = np.zeros(n_obj, dtype=np.int64)
         if n_obj:
-            has = included.any(axis=1)
-            labels[has] = labels_all[node_of[np.arange(n_obj), best][has]]
-        vel: FloatArray | None = None
-        if n_ch and all(ch.vel is not None for ch in chans):
-            V = np.zeros((n_obj, n_ch, 2))
-            V[comp, node_ch] = np.concatenate([ch.vel for ch in chans if ch.vel is not None])
-            wv = included.astype(np.float64)
-            vel = np.einsum("nk,nki->ni", wv, V) / np.maximum(wv.sum(axis=1), 1.0)[:, None]
+            has = best_node >= 0
+            labels[has] = np.concatenate([c.labels for c in chans])[best_node[has]]
         return _GroupOut(
             chans, tids, included, est_loser, lost, covers & trust[None, :], pos, cov,
-            corroborated, labels, vel, candidates, frame,
+            corroborated, labels, None if vel_all is None else vel_o, candidates, frame,
         )
 
     def _hidden(self, chans: list[_Chan], points: FloatArray, frame: str,
@@ -952,41 +1298,20 @@ class CrossChecker:
                                       self.cfg.occluder_half_width_m)
         return out
 
-    @staticmethod
-    def _fuse(
-        X: FloatArray, P: FloatArray, included: BoolArray, all_agree: BoolArray
-    ) -> tuple[FloatArray, FloatArray]:
-        """CI over included members where they all agree; a moment-matched mixture otherwise."""
-        return _fuse_kernel(X, P, included, all_agree)
-
     # ------------------------------------------------------------------ identities and votes
     def _object_ids(self, g: _GroupOut, new_prev: dict[str, tuple[IntArray, IntArray]]) -> IntArray:
         """Stable object ids: inherit the oldest id any contributing (channel, track) carried."""
-        n_obj, n_ch = g.tids.shape
-        prior = np.full((n_obj, n_ch), -1, dtype=np.int64)
+        empty = np.zeros(0, np.int64)
+        prev = [self._prev.get(ch.name, (empty, empty)) for ch in g.chans]
+        off = np.zeros(len(prev) + 1, np.int64)
+        off[1:] = [p[0].size for p in prev]
+        np.cumsum(off, out=off)
+        keys = np.concatenate([p[0] for p in prev]) if prev else empty
+        vals = np.concatenate([p[1] for p in prev]) if prev else empty
+        claimed, nkeys, nvals, noff, self._next_id = _object_ids_kernel(
+            g.tids, keys, vals, off, self._next_id)
         for c, ch in enumerate(g.chans):
-            prev = self._prev.get(ch.name)
-            if prev is None or prev[0].size == 0 or not n_obj:
-                continue
-            keys, vals = prev
-            q = g.tids[:, c]
-            at = np.minimum(np.searchsorted(keys, q), keys.size - 1)
-            prior[:, c] = np.where((keys[at] == q) & (q >= 0), vals[at], -1)
-        big = np.iinfo(np.int64).max
-        claimed = np.where(prior >= 0, prior, big).min(axis=1) if n_ch else np.full(n_obj, big)
-        claimed = np.where(claimed == big, -1, claimed)
-        has = np.flatnonzero(claimed >= 0)
-        _, first = np.unique(claimed[has], return_index=True)
-        dup = np.ones(has.size, dtype=bool)
-        dup[first] = False
-        claimed[has[dup]] = -1  # a split: the first cluster keeps the id
-        new = np.flatnonzero(claimed < 0)
-        claimed[new] = np.arange(self._next_id, self._next_id + new.size)
-        self._next_id += int(new.size)
-        for c, ch in enumerate(g.chans):
-            m = g.tids[:, c] >= 0
-            order = np.argsort(g.tids[m, c])
-            new_prev[ch.name] = (g.tids[m, c][order], claimed[m][order])
+            new_prev[ch.name] = (nkeys[noff[c]:noff[c + 1]], nvals[noff[c]:noff[c + 1]])
         return claimed
 
     def _vote_streaks(self, g: _GroupOut, streaks: dict[tuple[object, ...], int]) -> IntArray:
