@@ -1114,6 +1114,12 @@ class CrossChecker:
         self.channels: dict[str, ChannelConfig] = {c.name: c for c in channels}
         self._gate = cfg.association_gate
         self._agree = cfg.agreement_threshold
+        m = cfg.fov_margin
+        self._margins_assoc = np.array([-m, m])  # grown (association), shrunk (coverage)
+        self._margins_cover = np.array([m])
+        # channel names of a frame group → the sector limits of their fields of view (None when
+        # one is an image rectangle: fov_masks handles those)
+        self._limits: dict[tuple[str, ...], FloatArray | None] = {}
         self.reset()
 
     def reset(self) -> None:
@@ -1180,7 +1186,6 @@ class CrossChecker:
     ) -> _GroupOut:
         n_ch = len(chans)
         trust = np.array([trusted is None or c.name in trusted for c in chans], dtype=bool)
-        margin = self.cfg.fov_margin
         offsets = np.zeros(n_ch + 1, dtype=np.int64)
         offsets[1:] = [len(c) for c in chans]
         np.cumsum(offsets, out=offsets)
@@ -1192,9 +1197,8 @@ class CrossChecker:
             ids_all = np.concatenate([c.ids for c in chans])
         else:
             pos_all, cov_all, ids_all = np.zeros((0, 2)), np.zeros((0, 2, 2)), np.zeros(0, np.int64)
-        fovs = [c.cfg.fov for c in chans]
         # each track against each channel's FOV: grown (association) and shrunk (coverage)
-        inside = fov_masks(fovs, pos_all, (-margin, margin))
+        inside = self._inside(chans, pos_all, self._margins_assoc)
         grown, shrunk = inside[:, :, 0], inside[:, :, 1]
         # associate every channel pair: near = a track of that channel inside the gate, close =
         # ... that also agrees with this one; assigned edges u–v with d² w, pair number ep
@@ -1223,7 +1227,7 @@ class CrossChecker:
         present = node_of >= 0
 
         # coverage: FOV of each channel (shrunk) holds the fused estimate, or it sees it
-        covers = fov_masks(fovs, pos, (margin,))[:, :, 0] | present
+        covers = self._inside(chans, pos, self._margins_cover)[:, :, 0] | present
 
         candidates: list[tuple[tuple[object, ...], Disagreement]] = []
         # disagreements: assigned pairs failing the agreement test. Not reported: a known-
@@ -1283,6 +1287,20 @@ class CrossChecker:
             chans, tids, included, est_loser, lost, covers & trust[None, :], pos, cov,
             corroborated, labels, None if vel_all is None else vel_o, candidates, frame,
         )
+
+    def _inside(self, chans: list[_Chan], points: FloatArray, margins: FloatArray) -> BoolArray:
+        """:func:`fov_masks` of the group's channels; straight to the compiled sector test when
+        every field of view is a sector (limits cached per channel set)."""
+        key = tuple(c.name for c in chans)
+        if key not in self._limits:
+            fovs = [c.cfg.fov for c in chans]
+            sector = all(f.image_width is None or f.image_height is None for f in fovs)
+            self._limits[key] = (np.concatenate([f.sector_limits for f in fovs])
+                                 if sector and fovs else None)
+        lim = self._limits[key]
+        if lim is None:
+            return fov_masks([c.cfg.fov for c in chans], points, margins.tolist())
+        return sector_masks(points, lim, margins)
 
     def _hidden(self, chans: list[_Chan], points: FloatArray, frame: str,
                 need: BoolArray | None = None) -> BoolArray:
