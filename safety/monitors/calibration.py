@@ -25,14 +25,17 @@ shadow channel are information only.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from itertools import combinations
 
+import numba as nb
 import numpy as np
 from numpy.typing import NDArray
 from pydantic import Field
 
+from perception.kernels import F1, F2, IN2, IN3, compiled
 from safety.channels import ChannelConfig
 from safety.context import MonitorSpec, StepContext
 from safety.findings import Finding, Impact
@@ -60,34 +63,58 @@ class CalibrationConfig(BudgetedSettings):
     cap: float = Field(default=1.5, gt=1)  # statistic cap, × h
 
 
+@compiled(nb.types.Tuple((F1, F2))(IN2, IN3))
+def _bias_kernel(r, C):
+    """Information-weighted mean of residual rows ``r`` (M, 2) with covariances ``C`` (M, 2, 2)
+    and its covariance, over the rows that are finite with a positive definite C (NaN when
+    none): the closed-form 2×2 inverses summed in one pass, no per-row arrays."""
+    s00 = s01 = s10 = s11 = 0.0  # Σ C⁻¹
+    v0 = v1 = 0.0  # Σ C⁻¹ r
+    used = 0
+    for n in range(r.shape[0]):
+        x, y = r[n, 0], r[n, 1]
+        a, b, c, d = C[n, 0, 0], C[n, 0, 1], C[n, 1, 0], C[n, 1, 1]
+        if not (np.isfinite(x) and np.isfinite(y) and np.isfinite(a) and np.isfinite(b)
+                and np.isfinite(c) and np.isfinite(d)):
+            continue
+        det = a * d - b * c
+        if not (a > 0 and d > 0 and det > 0):
+            continue
+        i00, i01, i10, i11 = d / det, -b / det, -c / det, a / det
+        s00 += i00
+        s01 += i01
+        s10 += i10
+        s11 += i11
+        v0 += i00 * x + i01 * y
+        v1 += i10 * x + i11 * y
+        used += 1
+    beta = np.full(2, np.nan)
+    cov = np.full((2, 2), np.nan)
+    if used:
+        det = s00 * s11 - s01 * s10
+        cov[0, 0], cov[0, 1], cov[1, 0], cov[1, 1] = s11 / det, -s01 / det, -s10 / det, s00 / det
+        beta[0] = cov[0, 0] * v0 + cov[0, 1] * v1
+        beta[1] = cov[1, 0] * v0 + cov[1, 1] * v1
+    return beta, cov
+
+
 def weighted_bias(res: FloatArray, cov: FloatArray) -> tuple[FloatArray, FloatArray]:
-    """Information-weighted mean of (M, 2) residuals and its (2, 2) covariance (vectorised)."""
+    """Information-weighted mean of (M, 2) residuals and its (2, 2) covariance (NaN when no
+    residual is usable: non-finite, or a covariance that is not positive definite)."""
     r = np.asarray(res, dtype=np.float64)
     C = np.asarray(cov, dtype=np.float64)
     if r.size == 0 or r.size % 2 or C.size != 2 * r.size:
         return np.full(2, np.nan), np.full((2, 2), np.nan)
-    r, C = r.reshape(-1, 2), C.reshape(-1, 2, 2)
-    ok = np.all(np.isfinite(r), axis=1) & np.all(np.isfinite(C), axis=(1, 2))
-    ok &= (
-        (C[:, 0, 0] > 0)
-        & (C[:, 1, 1] > 0)
-        & (C[:, 0, 0] * C[:, 1, 1] - C[:, 0, 1] * C[:, 1, 0] > 0)
-    )
-    if not ok.any():
-        return np.full(2, np.nan), np.full((2, 2), np.nan)
-    info = np.linalg.inv(C[ok])
-    info_sum = info.sum(axis=0)
-    cov_b = np.linalg.inv(info_sum)
-    beta = cov_b @ np.einsum("nij,nj->i", info, r[ok])
-    return beta, cov_b
+    out: tuple[FloatArray, FloatArray] = _bias_kernel(r.reshape(-1, 2), C.reshape(-1, 2, 2))
+    return out
 
 
 @dataclass
 class _Block:
     start: float | None = None
-    sum: FloatArray = field(default_factory=lambda: np.zeros(2))
+    sum: tuple[float, float] = (0.0, 0.0)  # Σ bias / its standard deviation, per axis
     n: int = 0
-    bias: FloatArray = field(default_factory=lambda: np.zeros(2))  # last block's raw bias (m)
+    bias: tuple[float, float] = (0.0, 0.0)  # Σ raw bias (m)
 
 
 class CalibrationMonitor:
@@ -121,6 +148,7 @@ class CalibrationMonitor:
         self._cusum: dict[Pair, Cusum] = {}
         self._block: dict[Pair, _Block] = {}
         self._bias: dict[Pair, FloatArray] = {}
+        self._alarm: dict[Pair, bool] = {}  # a stream of the pair's CUSUM is in alarm
 
     def false_alarm_rate(self) -> float:
         """Expected false alarms per hour over all pairs and axes (Siegmund ARL0)."""
@@ -131,6 +159,7 @@ class CalibrationMonitor:
         self._cusum.clear()
         self._block.clear()
         self._bias.clear()
+        self._alarm.clear()
 
     def _feed(self, pair: Pair, t: float, res: FloatArray, cov: FloatArray) -> None:
         blk = self._block.get(pair)
@@ -139,10 +168,14 @@ class CalibrationMonitor:
         if blk.start is None:
             blk.start = t
         beta, cb = weighted_bias(res, cov)
-        sd = np.sqrt(np.diag(cb)) if np.all(np.isfinite(cb)) else np.full(2, np.nan)
-        if np.all(np.isfinite(beta)) and np.all(sd > 0):
-            blk.sum = blk.sum + beta / sd
-            blk.bias = blk.bias + beta
+        b0, b1 = beta.tolist()
+        c = cb.ravel().tolist()
+        if not all(math.isfinite(v) for v in (b0, b1, *c)) or not (c[0] > 0 and c[3] > 0):
+            return
+        sd0, sd1 = math.sqrt(c[0]), math.sqrt(c[3])
+        if sd0 > 0 and sd1 > 0:
+            blk.sum = (blk.sum[0] + b0 / sd0, blk.sum[1] + b1 / sd1)
+            blk.bias = (blk.bias[0] + b0, blk.bias[1] + b1)
             blk.n += 1
 
     def _close_blocks(self, t: float, dt: float) -> None:
@@ -153,11 +186,14 @@ class CalibrationMonitor:
             if not block_due(t, blk.start, self.cfg.block_s, step):
                 continue
             expected = max(1, round(self.cfg.block_s * self.step_rate_hz))
-            cus = self._cusum.setdefault(pair, Cusum(self.cfg.k, self.design.h, 2, self.cfg.cap))
+            cus = self._cusum.get(pair)
+            if cus is None:
+                cus = self._cusum[pair] = Cusum(self.cfg.k, self.design.h, 2, self.cfg.cap)
+                self._alarm[pair] = False
             if blk.n >= self.cfg.min_block_fill * expected:
-                z = blk.sum / np.sqrt(blk.n * self.cfg.variance_inflation)
-                cus.update(z)
-                self._bias[pair] = blk.bias / blk.n
+                z = np.array(blk.sum) / np.sqrt(blk.n * self.cfg.variance_inflation)
+                self._alarm[pair] = bool(cus.update(z).any())
+                self._bias[pair] = np.array(blk.bias) / blk.n
             self._block[pair] = _Block()
 
     def observe(self, ctx: StepContext) -> list[Finding]:
@@ -173,7 +209,7 @@ class CalibrationMonitor:
                     continue
                 self._feed((str(pair[0]), str(pair[1])), t, res, cov)
         self._close_blocks(t, float(ctx.dt))
-        alarming = {p: c for p, c in self._cusum.items() if c.alarm.any()}
+        alarming = {p: self._cusum[p] for p, a in self._alarm.items() if a}
         if not alarming:
             return []
         shadow = {

@@ -18,9 +18,12 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+import numba as nb
 import numpy as np
 from numpy.typing import NDArray
 from scipy.optimize import brentq
+
+from perception.kernels import BIN1, F1, IN1, compiled
 
 FloatArray = NDArray[np.float64]
 BoolArray = NDArray[np.bool_]
@@ -123,6 +126,33 @@ def false_alarm_rate(arl0: float, samples_per_hour: float, streams: int = 1) -> 
     return max(1, streams) * samples_per_hour / arl0
 
 
+@compiled(nb.types.Tuple((F1, F1))(IN1, IN1, IN1, BIN1, IN1, IN1, nb.float64))
+def _cusum_step(pos, neg, x, valid, k, h, cap):
+    """One two-sided CUSUM step of every stream (streams not ``valid`` or with a non-finite
+    sample hold), capped at ``cap · h`` where h > 0: numpy's ``where``/``clip`` steps in one
+    call (clip's order: NaN kept, then max with 0, then min with the cap)."""
+    n = pos.shape[0]
+    p2 = np.empty(n)
+    n2 = np.empty(n)
+    for i in range(n):
+        if not (valid[i] and math.isfinite(x[i])):
+            p2[i] = pos[i]
+            n2[i] = neg[i]
+            continue
+        lim = cap * h[i] if h[i] > 0 else np.inf
+        for arm in range(2):
+            v = pos[i] + x[i] - k[i] if arm == 0 else neg[i] - x[i] - k[i]
+            if not (v != v or v > 0.0):
+                v = 0.0
+            if not (v != v or v < lim):
+                v = lim
+            if arm == 0:
+                p2[i] = v
+            else:
+                n2[i] = v
+    return p2, n2
+
+
 class Cusum:
     """Vectorised two-sided CUSUM over a fixed number of standardised streams (k, h per stream).
 
@@ -151,11 +181,10 @@ class Cusum:
     def update(self, x: FloatArray, valid: BoolArray | None = None) -> BoolArray:
         """Feed one standardised sample per stream; returns which streams are in alarm."""
         x = np.asarray(x, dtype=np.float64).reshape(self.pos.shape)
-        ok = np.isfinite(x) if valid is None else (np.asarray(valid, bool) & np.isfinite(x))
-        lim = np.where(self.h > 0, self.cap * np.where(self.h > 0, self.h, 1.0), np.inf)
-        xs = np.where(ok, x, 0.0)
-        self.pos = np.where(ok, np.clip(self.pos + xs - self.k, 0.0, lim), self.pos)
-        self.neg = np.where(ok, np.clip(self.neg - xs - self.k, 0.0, lim), self.neg)
+        ok = np.ones(x.shape, bool) if valid is None else np.asarray(valid, bool)
+        if ok.shape != x.shape:
+            ok = np.broadcast_to(ok, x.shape)
+        self.pos, self.neg = _cusum_step(self.pos, self.neg, x, ok, self.k, self.h, self.cap)
         return self.alarm
 
     @property

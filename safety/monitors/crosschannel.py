@@ -28,11 +28,13 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Mapping, Sequence
 
+import numba as nb
 import numpy as np
 from numpy.typing import NDArray
 from pydantic import Field, model_validator
 from scipy.stats import chi2
 
+from perception.kernels import F2, IIN1, IN1, IN2, compiled
 from safety.channels import ChannelConfig
 from safety.context import MonitorSpec, StepContext
 from safety.crosscheck import Disagreement
@@ -61,6 +63,38 @@ class CrossChannelConfig(BudgetedSettings):
 
 
 Pair = tuple[str, str]
+_NO_D2 = np.zeros((0, 1))
+_NO_POS = np.zeros((0, 2))
+_NO_COUNT = np.zeros(0, np.int64)
+
+
+@compiled(nb.types.Tuple((nb.int64[::1], F2))(
+    IN2, IIN1, IN1, IN2, IIN1, IN2, nb.boolean, nb.float64, nb.int64))
+def _link_chains(pos, count, stat, prev_pos, prev_count, old, has_old, radius, k):
+    """Chains this step's disagreements of a pair onto last step's: each takes the longest
+    previous chain within ``radius`` (the first on ties) and continues its count and its last
+    ``k`` d² values (a fresh one repeats its own d², non-finite as inf). One call instead of the
+    distance matrix, masks and reductions over a handful of rows."""
+    m = pos.shape[0]
+    out = count.copy()
+    hist = np.empty((m, k))
+    for i in range(m):
+        d2 = stat[i] if np.isfinite(stat[i]) else np.inf
+        for j in range(k):
+            hist[i, j] = d2
+        best, src = 0, 0
+        for q in range(prev_pos.shape[0]):
+            dx = pos[i, 0] - prev_pos[q, 0]
+            dy = pos[i, 1] - prev_pos[q, 1]
+            link = prev_count[q] if np.sqrt(dx * dx + dy * dy) <= radius else 0
+            if link > best:
+                best, src = link, q
+        if best > 0:
+            if has_old:
+                for j in range(1, k):
+                    hist[i, j] = old[src, j - 1]
+            out[i] = max(out[i], 1 + best)
+    return out, hist
 
 
 class CrossChannelMonitor:
@@ -170,23 +204,17 @@ class CrossChannelMonitor:
             thr = np.array([float(d.threshold) for d in ds])
             miss = np.array([getattr(d, "kind", "disagreement") == "miss" for d in ds])
             count = np.array([max(1, int(getattr(d, "steps", 1) or 1)) for d in ds], np.int64)
-            # d² history: steps the crosscheck counted before we saw the chain repeat this d²
-            hist = np.repeat(np.where(np.isfinite(stat), stat, np.inf)[:, None], k, axis=1)
             key = pair if pair in self._chains else (pair[1], pair[0])
             prev = self._chains.get(key)
-            if prev is not None and prev[0].size:
-                dist = np.linalg.norm(pos[:, None, :] - prev[0][None, :, :], axis=2)
-                link = np.where(dist <= c.radius, prev[1][None, :], 0)
-                chained = 1 + np.max(link, axis=1)
-                linked = np.max(link, axis=1) > 0
-                src = np.argmax(link, axis=1)
-                old = self._d2.get(key)
-                if old is not None and linked.any():
-                    hist[linked, 1:] = old[src[linked], :-1]
-                count = np.maximum(count, chained)
+            old = self._d2.get(key)
+            if prev is None or not prev[0].size:
+                prev = (_NO_POS, _NO_COUNT)
+            count, hist = _link_chains(pos, count, stat, prev[0], prev[1],
+                                       _NO_D2 if old is None else old, old is not None,
+                                       c.radius, k)
             chains[pair] = (pos, count)
             d2s[pair] = hist
-            strong = miss | (np.mean(hist, axis=1) >= self.d2_min)
+            strong = miss | (np.add.reduce(hist, axis=1) / k >= self.d2_min)  # = np.mean
             hit = (count >= c.persist_steps) & strong
             if hit.any():
                 out += self._pair_finding(ctx, pair, ds, hit, miss, stat, thr, count, outvoted)

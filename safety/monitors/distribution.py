@@ -46,17 +46,20 @@ it (the envelope still applies from start-up).
 
 from __future__ import annotations
 
+import math
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
+import numba as nb
 import numpy as np
 from numpy.typing import NDArray
 from pydantic import Field, model_validator
 from scipy.stats import chi2, norm
 
-from safety.channels import ChannelConfig
+from perception.kernels import BIN1, F1, IIN1, IN1, IN2, compiled
+from safety.channels import ChannelConfig, FieldOfView
 from safety.context import ChannelObservation, MonitorSpec, StepContext
 from safety.findings import Finding, Impact
 from safety.monitors.base import (
@@ -97,6 +100,11 @@ _RECENT = 4  # blocks after a rate alarm's onset within which two-channel attrib
 _OWN_RATIO = 3.0  # the named channel's own count moved at least this much more than the other's
 Visit = tuple[str, ChannelConfig, ChannelObservation | None]
 BinKey = tuple[int, int]  # (label, range bin)
+IntArray = NDArray[np.int64]
+Samples = tuple[IntArray, IntArray, FloatArray]  # labels, range bins, scores
+_NO_POS = np.zeros((0, 2))
+_TABLE_LABELS, _TABLE_BINS = 64, 4096  # bin means held in the dense lookup (others: the dict)
+_INT64_END = 9.223372036854775807e18  # 2**63: range bins at or beyond it are not representable
 
 
 class DistributionConfig(BudgetedSettings):
@@ -149,10 +157,6 @@ class DistributionConfig(BudgetedSettings):
         return self
 
 
-def _zeros() -> FloatArray:
-    return np.zeros(len(STATS))
-
-
 def _nans() -> FloatArray:
     return np.full(len(STATS), np.nan)
 
@@ -165,12 +169,76 @@ def _median(xs: list[float]) -> float:
     return v[k] if len(v) % 2 else (v[k - 1] + v[k]) / 2.0
 
 
+@compiled(nb.types.Tuple((nb.int64[::1], nb.int64[::1], F1))(
+    IN1, IIN1, IN2, BIN1, nb.float64, nb.boolean))
+def _score_samples(scores, labels, pos, seen, bin_m, ranged):
+    """(label, range bin, score) of every seen track with a finite score and a representable
+    bin (bin 0 when not ``ranged``): the numpy selection and ``hypot // bin_m`` in one call."""
+    n = seen.shape[0]
+    lab = np.empty(n, np.int64)
+    bins = np.empty(n, np.int64)
+    sc = np.empty(n)
+    m = 0
+    for t in range(n):
+        if not seen[t] or not math.isfinite(scores[t]):
+            continue
+        b = 0
+        if ranged:
+            q = np.hypot(pos[t, 0], pos[t, 1]) // bin_m
+            if not (q >= 0.0 and q < _INT64_END):  # NaN, inf, overflow: no bin
+                continue
+            b = int(q)
+        lab[m] = labels[t]
+        bins[m] = b
+        sc[m] = scores[t]
+        m += 1
+    return lab[:m].copy(), bins[:m].copy(), sc[:m].copy()
+
+
+@compiled(nb.types.Tuple((nb.float64, nb.float64, nb.int64))(
+    IIN1, IIN1, IN1, IN2, nb.float64, nb.float64, nb.int64))
+def _score_residuals(lab, bins, sc, table, s, c, start):
+    """Adds score − bin mean to the running sum ``s`` (count ``c``) in order from ``start``, up
+    to the first sample whose bin the dense ``table`` does not hold (NaN); returns its index
+    (the length when all were known), so the caller deals with it and resumes."""
+    n_lab, n_bin = table.shape
+    for i in range(start, sc.shape[0]):
+        a, b = lab[i], bins[i]
+        if a < 0 or a >= n_lab or b < 0 or b >= n_bin:
+            return s, c, i
+        mu = table[a, b]
+        if mu != mu:
+            return s, c, i
+        s += sc[i] - mu
+        c += 1.0
+    return s, c, sc.shape[0]
+
+
+def _bin_table(bin_mean: dict[BinKey, float]) -> FloatArray:
+    """Dense (label, bin) → mean lookup of the known bins that fit it; NaN elsewhere."""
+    keys = [k for k in bin_mean if 0 <= k[0] < _TABLE_LABELS and 0 <= k[1] < _TABLE_BINS]
+    if not keys:
+        return np.full((0, 0), np.nan)
+    table = np.full((max(k[0] for k in keys) + 1, max(k[1] for k in keys) + 1), np.nan)
+    for k in keys:
+        table[k] = bin_mean[k]
+    return table
+
+
+def _float3(a: object, b: object, c: object) -> list[float]:
+    """Three values as float64, as ``np.array([...], dtype=np.float64)`` converts them."""
+    out: list[float] = np.array([a, b, c], dtype=np.float64).tolist()
+    return out
+
+
 @dataclass
 class _Channel:
     start: float | None = None
-    sums: FloatArray = field(default_factory=_zeros)
-    counts: FloatArray = field(default_factory=_zeros)
+    # block sums and counts per statistic, plain floats (added to every step, read per block)
+    sums: list[float] = field(default_factory=lambda: [0.0] * len(STATS))
+    counts: list[float] = field(default_factory=lambda: [0.0] * len(STATS))
     ref: list[FloatArray] = field(default_factory=list)  # block values while learning
+    ref_n: list[int] = field(default_factory=lambda: [0] * len(STATS))  # finite ones in ref
     frozen: NDArray[np.bool_] = field(default_factory=lambda: np.zeros(len(STATS), bool))
     provisional: NDArray[np.bool_] = field(default_factory=lambda: np.zeros(len(STATS), bool))
     relative: bool = False  # its rate is a share of its frame's consensus
@@ -182,11 +250,14 @@ class _Channel:
     last: FloatArray = field(default_factory=_nans)
     env_run: NDArray[np.int64] = field(default_factory=lambda: np.zeros(len(STATS), np.int64))
     env_alarm: NDArray[np.bool_] = field(default_factory=lambda: np.zeros(len(STATS), bool))
-    # score reference: raw (bin, score) samples per block until frozen, then fixed bin means
-    score_block: list[tuple[BinKey, float]] = field(default_factory=list)
-    score_ref: list[list[tuple[BinKey, float]]] = field(default_factory=list)
+    alerting: bool = False  # alarm or env_alarm has a stream set (both change only per block)
+    # score reference: (label, bin, score) samples per step of the open block, then per block,
+    # until frozen; then fixed bin means (dict, and the dense table of those that fit it)
+    score_block: list[Samples] = field(default_factory=list)
+    score_ref: list[Samples] = field(default_factory=list)
     bins: dict[BinKey, list[float]] = field(default_factory=dict)  # bins still learning
     bin_mean: dict[BinKey, float] = field(default_factory=dict)
+    table: FloatArray = field(default_factory=lambda: np.full((0, 0), np.nan))
     # own absolute counts (block means), for two-channel rate attribution
     n_sum: float = 0.0
     n_steps: int = 0
@@ -229,6 +300,16 @@ class DistributionMonitor:
         self.blocks_per_hour = 3600.0 / cfg.block_s
         self.relative_rate = cfg.rate_mode == "relative"
         self._ch: dict[str, _Channel] = {}
+        # per-step constants as plain Python values
+        self._watch_s, self._watch_r = "score" in cfg.watch, "rate" in cfg.watch
+        self._watch_img = tuple(s in cfg.watch for s in STATS[_B:])
+        self._any_img = any(self._watch_img)
+        # statistics with a block-value reference (the score's is learnt from its bins)
+        self._learnable = [i for i in range(len(STATS)) if i != _S and self.watch[i]]
+        self._z_c = float(norm.ppf(0.5 + 0.5 * cfg.reference_confidence))
+        self._chi2_lo: dict[int, float] = {}  # χ² lower quantiles by degrees of freedom
+        self._h_of: dict[float, float] = {}  # CUSUM threshold by allowance
+        self._fovs: dict[tuple[str, ...], list[FieldOfView]] = {}  # distinct fovs of peers
 
     def false_alarm_rate(self) -> float:
         """Budgeted in-control false alarms per hour over all channels and statistics (each
@@ -240,9 +321,12 @@ class DistributionMonitor:
         return two_sided_arl(self._h(k_eff), k_eff)
 
     def _h(self, k_eff: float) -> float:
-        return threshold_for_arl(
-            arl_target(self.budget, self.blocks_per_hour, self.streams), k_eff
-        )
+        h = self._h_of.get(k_eff)
+        if h is None:
+            h = self._h_of[k_eff] = threshold_for_arl(
+                arl_target(self.budget, self.blocks_per_hour, self.streams), k_eff
+            )
+        return h
 
     def reset(self) -> None:
         """Forget references: they are learnt again from the next blocks."""
@@ -261,56 +345,95 @@ class DistributionMonitor:
                               self.cfg.occluder_half_width_m)
         return seen
 
-    def _bin_keys(self, obs: ChannelObservation, seen: NDArray[np.bool_]
-                  ) -> tuple[list[BinKey], FloatArray]:
-        """(label, range bin) and score of every seen track with a finite score."""
+    def _samples(self, obs: ChannelObservation, seen: NDArray[np.bool_], pos: FloatArray
+                 ) -> Samples:
+        """(label, range bin, score) of every seen track with a finite score."""
         tr = obs.tracks
         assert tr is not None
-        scores = np.asarray(tr.scores, dtype=np.float64)[seen]
-        labels = np.asarray(tr.labels, dtype=np.int64)[seen]
+        scores = np.asarray(tr.scores, dtype=np.float64)
+        labels = np.asarray(tr.labels, dtype=np.int64)
+        if scores.shape != seen.shape or labels.shape != seen.shape:
+            raise IndexError("track scores or labels do not match the tracks")
         if tr.space == "box":
-            bins = np.zeros(len(scores), np.int64)
-        else:
-            pos = np.asarray(tr.position, dtype=np.float64)[seen]
-            bins = (np.hypot(pos[:, 0], pos[:, 1]) // self.cfg.score_bin_m).astype(np.int64)
-        ok = np.isfinite(scores) & (bins >= 0)
-        keys = list(zip(labels[ok].tolist(), bins[ok].tolist(), strict=True))
-        return keys, scores[ok]
+            out: Samples = _score_samples(scores, labels, _NO_POS, seen,
+                                          self.cfg.score_bin_m, False)
+            return out
+        if pos.shape[0] != seen.shape[0]:
+            raise IndexError("track positions do not match the tracks")
+        out = _score_samples(scores, labels, pos, seen, self.cfg.score_bin_m, True)
+        return out
 
-    def _add_scores(self, st: _Channel, keys: list[BinKey], scores: FloatArray) -> None:
-        """Residuals against known bins into the block; unknown bins learn (a few per step)."""
-        if not st.frozen[_S]:
-            st.score_block.extend(zip(keys, scores.tolist(), strict=True))
+    def _add_scores(self, st: _Channel, samples: Samples) -> None:
+        """Residuals against known bins into the block, in track order; unknown bins learn (a
+        few per step)."""
+        lab, bins, sc = samples
+        n = sc.shape[0]
+        if not n:
             return
-        for key, sc in zip(keys, scores.tolist(), strict=True):
+        if not st.frozen[_S]:
+            st.score_block.append(samples)
+            return
+        s, c, i = st.sums[_S], st.counts[_S], 0
+        while True:
+            s, c, i = _score_residuals(lab, bins, sc, st.table, s, c, i)
+            if i >= n:
+                break
+            key, x = (int(lab[i]), int(bins[i])), float(sc[i])
             mu = st.bin_mean.get(key)
-            if mu is not None:
-                st.sums[_S] += sc - mu
-                st.counts[_S] += 1.0
-                continue
-            learning = st.bins.setdefault(key, [])
-            learning.append(sc)
-            if len(learning) >= self.cfg.score_bin_samples:
-                st.bin_mean[key] = float(np.mean(learning))
-                del st.bins[key]
+            if mu is not None:  # a known bin outside the dense table
+                s += x - mu
+                c += 1.0
+            else:
+                learning = st.bins.setdefault(key, [])
+                learning.append(x)
+                if len(learning) >= self.cfg.score_bin_samples:
+                    st.bin_mean[key] = float(np.mean(learning))
+                    del st.bins[key]
+                    st.table = _bin_table(st.bin_mean)
+            i += 1
+        st.sums[_S], st.counts[_S] = s, c
 
-    def _rate_counts(self, visits: list[Visit], seen: dict[str, NDArray[np.bool_] | None]
-                     ) -> dict[str, float]:
-        """Seen tracks inside the field of view shared by the voting channels of each frame."""
+    def _peer_fovs(self, frame: str, peers: list[ChannelConfig]) -> list[FieldOfView]:
+        """The distinct fields of view of a frame's voting channels (a point inside all of
+        them is inside each distinct one)."""
+        key = (frame, *(p.name for p in peers))
+        fovs = self._fovs.get(key)
+        if fovs is None:
+            fovs = []
+            for p in peers:
+                if not any(p.fov == f for f in fovs):
+                    fovs.append(p.fov)
+            self._fovs[key] = fovs
+        return fovs
+
+    def _rate_counts(self, visits: list[Visit], seen: dict[str, NDArray[np.bool_] | None],
+                     pos: dict[str, FloatArray]) -> dict[str, float]:
+        """Seen tracks inside the field of view shared by the voting channels of each frame
+        (one test per distinct field of view over all channels of the frame)."""
         peers: dict[str, list[ChannelConfig]] = {}
-        for _, ch, _ in visits:
+        members: dict[str, list[str]] = {}
+        for name, ch, _ in visits:
             if ch.role != "shadow":
                 peers.setdefault(ch.frame, []).append(ch)
+            if name in pos:
+                members.setdefault(ch.frame, []).append(name)
         counts: dict[str, float] = {}
-        for name, ch, obs in visits:
-            s = seen.get(name)
-            if s is None or obs is None or obs.tracks is None:
+        for frame, names in members.items():
+            own = {n: pos[n][seen[n]] for n in names}
+            sizes = [own[n].shape[0] for n in names]
+            fovs = self._peer_fovs(frame, peers.get(frame, []))
+            if not fovs or not any(sizes):
+                counts.update((n, float(k)) for n, k in zip(names, sizes, strict=True))
                 continue
-            pos = np.asarray(obs.tracks.position, dtype=np.float64).reshape(-1, 2)[s]
-            inside = np.ones(len(pos), bool)
-            for peer in peers.get(ch.frame, []):
-                inside &= peer.fov.contains(pos, margin=_FOV_MARGIN.get(ch.frame, 0.0))
-            counts[name] = float(inside.sum())
+            pts = own[names[0]] if len(names) == 1 else np.concatenate([own[n] for n in names])
+            margin = _FOV_MARGIN.get(frame, 0.0)
+            inside = fovs[0].contains(pts, margin=margin)
+            for f in fovs[1:]:
+                inside = inside & f.contains(pts, margin=margin)
+            a = 0
+            for n, k in zip(names, sizes, strict=True):
+                counts[n] = float(np.count_nonzero(inside[a:a + k]))
+                a += k
         return counts
 
     def _groups(self, visits: list[Visit]) -> dict[str, list[str]]:
@@ -322,8 +445,13 @@ class DistributionMonitor:
         return groups
 
     def _accumulate(self, visits: list[Visit], trusted: set[str]) -> None:
-        seen = {name: self._seen(obs) for name, _, obs in visits}
-        counts = self._rate_counts(visits, seen)
+        seen: dict[str, NDArray[np.bool_] | None] = {}
+        pos: dict[str, FloatArray] = {}  # positions of the channels with usable tracks
+        for name, _, obs in visits:
+            s = seen[name] = self._seen(obs)
+            if s is not None and obs is not None and obs.tracks is not None:
+                pos[name] = np.asarray(obs.tracks.position, dtype=np.float64).reshape(-1, 2)
+        counts = self._rate_counts(visits, seen, pos)
         groups = self._groups(visits)
         consensus: dict[str, float] = {}
         for frame, names in groups.items():
@@ -337,28 +465,31 @@ class DistributionMonitor:
             st = self._ch.get(name)
             if st is None:  # built only when new (not a throwaway default every step)
                 st = self._ch[name] = _Channel()
-            s = seen[name]
-            if obs is not None and s is not None and self.watch[_S] and s.any():
-                self._add_scores(st, *self._bin_keys(obs, s))
-            if name in counts and self.watch[_R]:
+            if name in counts:
                 n = counts[name]
-                st.n_sum += n
-                st.n_steps += 1
-                if self.relative_rate and len(groups.get(ch.frame, [])) >= 2:
-                    st.relative = True
-                    c = consensus.get(ch.frame, np.nan)
-                    if c > 0:  # Σ own / Σ consensus over the block
+                if self._watch_s and obs is not None:
+                    s = seen[name]
+                    if s is not None and s.any():
+                        self._add_scores(st, self._samples(obs, s, pos[name]))
+                if self._watch_r:
+                    st.n_sum += n
+                    st.n_steps += 1
+                    if self.relative_rate and len(groups.get(ch.frame, [])) >= 2:
+                        st.relative = True
+                        c = consensus.get(ch.frame, np.nan)
+                        if c > 0:  # Σ own / Σ consensus over the block
+                            st.sums[_R] += n
+                            st.counts[_R] += c
+                    else:
                         st.sums[_R] += n
-                        st.counts[_R] += c
-                else:
-                    st.sums[_R] += n
-                    st.counts[_R] += 1.0
+                        st.counts[_R] += 1.0
             im = obs.image_stats if obs is not None else None
-            if im is not None:
-                v = np.array([im.brightness, im.contrast, im.sharpness], dtype=np.float64)
-                ok = np.isfinite(v) & self.watch[_B:]
-                st.sums[_B:] += np.where(ok, v, 0.0)
-                st.counts[_B:] += ok
+            if im is not None and self._any_img:
+                v = _float3(im.brightness, im.contrast, im.sharpness)
+                for j, (x, w) in enumerate(zip(v, self._watch_img, strict=True)):
+                    if w and math.isfinite(x):
+                        st.sums[_B + j] += x
+                        st.counts[_B + j] += 1.0
 
     # ------------------------------------------------------------------ observe
     def observe(self, ctx: StepContext) -> list[Finding]:
@@ -372,11 +503,12 @@ class DistributionMonitor:
         trusted = set(cc.active) & voting if cc is not None and cc.active else voting
         self._accumulate(visits, trusted)
         closed = False
+        block_s = self.cfg.block_s
         for name, _ch, _obs in visits:
             st = self._ch[name]
             if st.start is None:
                 st.start = t
-            if block_due(t, st.start, self.cfg.block_s, step):
+            if block_due(t, st.start, block_s, step):
                 self._close(st)
                 st.start = t + step
                 closed = True
@@ -385,14 +517,14 @@ class DistributionMonitor:
         out: list[Finding] = []
         for name, ch, _obs in visits:
             st = self._ch[name]
-            if st.alarm.any() or st.env_alarm.any():
+            if st.alerting:
                 out += self._findings(ctx, name, ch, st, visits)
         return out
 
     def _close(self, st: _Channel) -> None:
-        with np.errstate(invalid="ignore", divide="ignore"):
-            mean = np.where(st.counts > 0, st.sums / st.counts, np.nan)
-        st.sums, st.counts = _zeros(), _zeros()
+        mean = np.array([s / c if c > 0 else np.nan
+                         for s, c in zip(st.sums, st.counts, strict=True)])
+        st.sums, st.counts = [0.0] * len(STATS), [0.0] * len(STATS)
         if st.n_steps:
             st.history.append(st.n_sum / st.n_steps)
             st.total += 1
@@ -402,63 +534,85 @@ class DistributionMonitor:
         st.last = np.where(np.isfinite(mean), mean, st.last)
         self._envelope(st, mean)
         if not st.frozen[_S] and st.score_block:
-            st.score_ref.append(st.score_block)
+            blk = st.score_block
+            st.score_ref.append(blk[0] if len(blk) == 1 else (
+                np.concatenate([b[0] for b in blk]), np.concatenate([b[1] for b in blk]),
+                np.concatenate([b[2] for b in blk])))
             st.score_block = []
             self._maybe_freeze_score(st)
-        if st.relative and not st.frozen[_R] and self.watch[_R]:
+        if st.relative and not st.frozen[_R] and self._watch_r:
             self._freeze_prior(st)
-        learning = (~st.frozen | st.provisional) & self.watch
-        learning[_S] = False
-        if learning.any():
-            st.ref.append(np.where(learning, mean, np.nan))
-            ref = np.array(st.ref)
-            for i in np.flatnonzero(learning):
-                v = ref[:, i][np.isfinite(ref[:, i])]
-                if v.size >= self.cfg.reference_blocks:
-                    self._freeze(st, int(i), v)
-            if not ((~st.frozen | st.provisional) & self.watch & ~_SCORE).any():
+        learning = [i for i in self._learnable if not st.frozen[i] or st.provisional[i]]
+        if learning:
+            row = np.full(len(STATS), np.nan)
+            for i in learning:
+                row[i] = mean[i]
+                if math.isfinite(mean[i]):
+                    st.ref_n[i] += 1
+            st.ref.append(row)
+            for i in learning:
+                if st.ref_n[i] >= self.cfg.reference_blocks:
+                    v = np.array([r[i] for r in st.ref])
+                    self._freeze(st, i, v[np.isfinite(v)])
+            if not any(not st.frozen[i] or st.provisional[i] for i in self._learnable):
                 st.ref = []
+                st.ref_n = [0] * len(STATS)
         known = st.frozen & np.isfinite(mean)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            z = (mean - st.centre) / st.sigma
-        st.alarm = st.cusum.update(np.where(known, z, 0.0), known) & st.frozen
+        z = np.where(known, mean - st.centre, 0.0) / np.where(known, st.sigma, 1.0)
+        st.alarm = st.cusum.update(z, known) & st.frozen
+        st.alerting = bool(st.alarm.any() or st.env_alarm.any())
 
     def _envelope(self, st: _Channel, mean: FloatArray) -> None:
         lo, hi = self.cfg.brightness_range
-        out = np.zeros(len(STATS), bool)
-        known = np.zeros(len(STATS), bool)
-        if self.watch[_B] and np.isfinite(mean[_B]):
-            known[_B] = True
-            out[_B] = not lo <= mean[_B] <= hi
-        if self.watch[_C] and np.isfinite(mean[_C]):
-            known[_C] = True
-            out[_C] = mean[_C] < self.cfg.contrast_floor
-        st.env_run = np.where(out, st.env_run + 1, np.where(known, 0, st.env_run))
-        st.env_alarm = st.env_run >= self.cfg.persist_blocks
+        b, c = float(mean[_B]), float(mean[_C])
+        if not ((self._watch_img[0] and math.isfinite(b))
+                or (self._watch_img[1] and math.isfinite(c))):
+            return  # nothing known this block: the runs hold
+        run = st.env_run.copy()
+        if self._watch_img[0] and math.isfinite(b):
+            run[_B] = run[_B] + 1 if not lo <= b <= hi else 0
+        if self._watch_img[1] and math.isfinite(c):
+            run[_C] = run[_C] + 1 if c < self.cfg.contrast_floor else 0
+        st.env_run = run
+        st.env_alarm = run >= self.cfg.persist_blocks
 
     def _maybe_freeze_score(self, st: _Channel) -> None:
         """Once ``reference_blocks`` blocks held scores: bin means from them, then the block
         mean residuals of the same blocks form the score reference."""
         if len(st.score_ref) < self.cfg.reference_blocks:
             return
-        pooled: dict[BinKey, list[float]] = {}
-        for blk in st.score_ref:
-            for key, sc in blk:
-                pooled.setdefault(key, []).append(sc)
-        for key, v in pooled.items():
-            if len(v) >= self.cfg.score_bin_samples:
-                st.bin_mean[key] = float(np.mean(v))
+        lab = np.concatenate([b[0] for b in st.score_ref])
+        sc = np.concatenate([b[2] for b in st.score_ref])
+        keys, inv = np.unique(np.stack([lab, np.concatenate([b[1] for b in st.score_ref])], 1),
+                              axis=0, return_inverse=True)
+        inv = inv.reshape(-1)
+        # each bin's scores in arrival order (a stable sort keeps it): the same values, in the
+        # same order, as pooling them block by block
+        pooled = np.split(sc[np.argsort(inv, kind="stable")],
+                          np.cumsum(np.bincount(inv, minlength=len(keys)))[:-1])
+        means = np.full(len(keys), np.nan)
+        known = np.zeros(len(keys), bool)
+        for u, v in enumerate(pooled):
+            if v.size >= self.cfg.score_bin_samples:
+                means[u] = mu = float(np.mean(v))
+                known[u] = True
+                st.bin_mean[(int(keys[u, 0]), int(keys[u, 1]))] = mu
         values = []
+        a = 0
         for blk in st.score_ref:
-            res = [sc - st.bin_mean[key] for key, sc in blk if key in st.bin_mean]
-            if res:
-                values.append(float(np.mean(res)))
+            ix = inv[a:a + blk[2].shape[0]]
+            a += blk[2].shape[0]
+            ok = known[ix]
+            if ok.any():
+                values.append(float(np.mean(blk[2][ok] - means[ix[ok]])))
         if len(values) < self.cfg.reference_blocks:
             if len(st.score_ref) > 4 * self.cfg.reference_blocks:  # bound memory; keep learning
                 st.score_ref.pop(0)
             st.bin_mean.clear()
             return
-        st.bins = {k: v for k, v in pooled.items() if k not in st.bin_mean}
+        st.bins = {(int(keys[u, 0]), int(keys[u, 1])): pooled[u].tolist()
+                   for u in np.flatnonzero(~known)}
+        st.table = _bin_table(st.bin_mean)
         st.score_ref = []
         self._freeze(st, _S, np.array(values))
 
@@ -490,11 +644,14 @@ class DistributionMonitor:
         c = self.cfg
         if not np.isfinite(st.cusum.h).any():
             st.cusum = Cusum(c.k, np.inf, len(STATS), c.cap)
-        z_c = float(norm.ppf(0.5 + 0.5 * c.reference_confidence))
+        z_c = self._z_c
         m = v.size
         centre, s = float(np.median(v)), float(v.std(ddof=1))
         shift = self._min_shift(i, centre)
-        s_ucb = s * np.sqrt((m - 1) / chi2.ppf(1.0 - c.reference_confidence, m - 1))
+        lo = self._chi2_lo.get(m)
+        if lo is None:
+            lo = self._chi2_lo[m] = chi2.ppf(1.0 - c.reference_confidence, m - 1)
+        s_ucb = s * np.sqrt((m - 1) / lo)
         sigma = max(s_ucb, shift / _MAX_K)  # a noiseless reference still has a finite σ
         k_eff = max(c.k + z_c * s / (np.sqrt(m) * sigma), shift / sigma)
         st.centre[i], st.sigma[i], st.min_shift[i] = centre, sigma, shift
