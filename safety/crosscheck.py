@@ -760,9 +760,10 @@ def _fuse_row(X, P, included, r, all_agree, pos, cov, o):  # pragma: no cover - 
     cov[o, 0, 0], cov[o, 0, 1], cov[o, 1, 0], cov[o, 1, 1] = p00, p01, p10, p11
 
 
-@compiled(nb.bool_[::1](IN2, IN2, nb.float64, nb.float64))
-def _hidden_kernel(p, o, half_width_m, occ_hw):  # pragma: no cover - compiled
-    """:func:`hidden_behind` over all (point, occluder) pairs, stopping at the first occluder."""
+@nb.njit(cache=True, nogil=True, error_model="numpy")
+def _hidden(p, o, use, half_width_m, occ_hw):  # pragma: no cover - compiled
+    """:func:`hidden_behind` over all (point, occluder) pairs with ``use[k]`` set, stopping at the
+    first occluder that hides the point."""
     n, m = p.shape[0], o.shape[0]
     out = np.zeros(n, np.bool_)
     ro = np.empty(m)
@@ -777,12 +778,27 @@ def _hidden_kernel(p, o, half_width_m, occ_hw):  # pragma: no cover - compiled
         hp = np.arctan2(half_width_m, np.maximum(rp, 1e-6))
         bp = np.arctan2(p[i, 1], p[i, 0])
         for k in range(m):
+            if not use[k]:
+                continue
             gap = np.abs(bp - bo[k])
             gap = np.minimum(gap, 2.0 * np.pi - gap)
             if gap < hp + ho[k] and ro[k] < rp - _MIN_GAP_M:
                 out[i] = True
                 break
     return out
+
+
+@compiled(nb.bool_[::1](IN2, IN2, nb.float64, nb.float64))
+def _hidden_kernel(p, o, half_width_m, occ_hw):  # pragma: no cover - compiled
+    """:func:`hidden_behind`: every occluder counts."""
+    return _hidden(p, o, np.ones(o.shape[0], np.bool_), half_width_m, occ_hw)
+
+
+@compiled(nb.bool_[::1](IN2, BIN1, nb.float64, nb.float64))
+def hidden_among(points, occluders, half_width_m, occ_half_width_m):  # pragma: no cover
+    """(N,) mask: point n lies behind a nearer point of the same set that ``occluders`` selects
+    (:func:`hidden_behind` with the occluders given as a mask over ``points``, no copy)."""
+    return _hidden(points, points, occluders, half_width_m, occ_half_width_m)
 
 
 @compiled(nb.types.Tuple((

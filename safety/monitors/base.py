@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from perception.tracks import Tracks
 from safety.channels import ChannelConfig
 from safety.context import ChannelObservation, MonitorSpec, StepContext
-from safety.crosscheck import hidden_behind
+from safety.crosscheck import hidden_among
 from safety.findings import Finding, Impact
 
 
@@ -135,7 +135,7 @@ def occluded(
 ) -> NDArray[np.bool_]:
     """Which tracks a nearer ``occluders`` track of the same channel hides from its sensor.
 
-    Ground tracks: :func:`safety.crosscheck.hidden_behind` (the same rule the cross-check uses
+    Ground tracks: :func:`safety.crosscheck.hidden_among` (the same rule the cross-check uses
     for misses: bearing spans ± atan(half width / range) overlap, occluder nearer; tracks carry
     no size, so every object is taken as ``half_width_m`` wide either side, every occluder as
     ``occluder_half_width_m``, default the same). Image box tracks: the column spans of
@@ -148,7 +148,8 @@ def occluded(
         return np.zeros(n, dtype=bool)
     if tracks.space != "box":
         pos = np.asarray(tracks.position, dtype=np.float64).reshape(n, 2)
-        return hidden_behind(pos, pos[occ], half_width_m, occluder_half_width_m)
+        occ_hw = half_width_m if occluder_half_width_m is None else occluder_half_width_m
+        return hidden_among(pos, occ, float(half_width_m), float(occ_hw))
     x = np.asarray(tracks.x, dtype=np.float64).reshape(n, -1)
     if x.shape[1] < 4:
         return np.zeros(n, dtype=bool)

@@ -19,6 +19,7 @@ from safety.crosscheck import (
     covariance_intersection,
     fov_masks,
     gated_pairs,
+    hidden_among,
     hidden_behind,
     mahalanobis2,
 )
@@ -543,6 +544,10 @@ def test_hidden_behind_matches_its_pairwise_definition(pts, occ) -> None:
             if gap < np.arctan2(1.5, rp) + np.arctan2(0.9, max(ro, 1e-6)) and ro < rp - 3.0:
                 want[i] = True
     np.testing.assert_array_equal(got, want)
+    # occluders given as a mask over the same points: the same as passing those points
+    both = np.concatenate([p, o])
+    mask = np.r_[np.zeros(len(p), bool), np.ones(len(o), bool)]
+    np.testing.assert_array_equal(hidden_among(both, mask, 1.5, 0.9)[: len(p)], want)
 
 
 @given(points, points, st.floats(0.05, 4.0), st.floats(0.05, 4.0))
