@@ -74,6 +74,9 @@ def _growth_kernel(hist, ids, raw, updated, confirmed, det_index, R, growth_step
     steps, 3: both; confirmed tracks only) and growth ratio; and the number of flagged tracks.
     """
     n = ids.shape[0]
+    if (raw.shape[0] != n or updated.shape[0] != n or confirmed.shape[0] != n
+            or det_index.shape[0] != n):
+        raise ValueError("track arrays differ in length")
     g = hist.shape[0]
     nd = R.shape[0]
     state = np.empty((n, 5))
@@ -339,17 +342,24 @@ class DriftMonitor:
             if self.cfg.max_cov_trace is not None
             else (self.cfg.cov_fraction * ch.tracker.max_cov_trace)
         )
-        ids = np.asarray(tr.ids, dtype=np.int64)
-        raw = np.asarray(tr.cov_trace, dtype=np.float64)
         R = _NO_R
         if dets is not None and len(dets) > 0:
             R = np.asarray(dets.R, dtype=np.float64)
             if R.ndim != 3 or R.shape[1] < 2 or R.shape[2] < 2:
                 R = _NO_R
-        hist, info, n_bad = _growth_kernel(
-            self._growth.get(name, self._empty), ids, raw, np.asarray(tr.updated, bool), confirmed,
-            np.asarray(tr.det_index, dtype=np.int64).reshape(-1), R, self.cfg.growth_steps,
-            self.cfg.growth_factor, float(limit))
+        hist = self._growth.get(name, self._empty)
+        ids, raw = tr.ids, tr.cov_trace
+        try:  # a tracker's int64 / float64 / bool vectors go in as they are
+            hist, info, n_bad = _growth_kernel(
+                hist, ids, raw, tr.updated, confirmed, tr.det_index, R, self.cfg.growth_steps,
+                self.cfg.growth_factor, float(limit))
+        except TypeError:  # anything else converted first
+            ids = np.asarray(ids, dtype=np.int64)
+            raw = np.asarray(raw, dtype=np.float64)
+            hist, info, n_bad = _growth_kernel(
+                hist, ids, raw, np.asarray(tr.updated, bool), np.asarray(confirmed, bool),
+                np.asarray(tr.det_index, dtype=np.int64).reshape(-1), R, self.cfg.growth_steps,
+                self.cfg.growth_factor, float(limit))
         self._growth[name] = hist
         if n_bad == 0:
             return []

@@ -4,11 +4,22 @@ NaN, negative and absurd values."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 
-from safety.channels import FieldOfView
-from safety.monitors.consistency import _nis_total, _pairwise_sum
+from perception.tracks import Tracks, TrackStatus
+from safety.channels import ChannelConfig, FieldOfView
+from safety.context import ChannelObservation, StepContext
+from safety.monitors.consistency import (
+    ConsistencyConfig,
+    ConsistencyMonitor,
+    _nis_total,
+    _pairwise_sum,
+    _tails,
+    holm_reject,
+)
 from safety.monitors.drift import _NO_R, _growth_kernel
 from safety.monitors.integrity import _count_far_ground, _inside_ground
 
@@ -179,3 +190,37 @@ def test_growth_kernel_matches_the_numpy_bookkeeping(seed: int) -> None:
         assert np.array_equal((flag & 2) != 0, growing)
         assert n_bad == int(np.count_nonzero(big | growing))
         np.testing.assert_array_equal(info[:, 1], ratio)
+
+
+@pytest.mark.parametrize("seed", range(30))
+def test_quiet_step_is_exactly_a_step_without_rejections(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    for _ in range(50):
+        c = int(rng.integers(1, 5))
+        dofs = [int(k) for k in rng.integers(20, 5000, c)]
+        sums = [float(rng.chisquare(k) * rng.choice([0.5, 0.8, 1.0, 1.2, 2.0])) for k in dofs]
+        mon = ConsistencyMonitor(ConsistencyConfig(), [],
+                                 budget_per_hour=float(rng.choice([1e-3, 1.0, 1e3, 3e4])))
+        p = _tails(np.asarray(sums), np.asarray(dofs, dtype=np.float64))
+        rej, _ = holm_reject(p, mon.alpha)
+        if mon.alpha / (2 * c) < 0.25:
+            assert mon._quiet(sums, dofs) == (not rej.any())
+        else:
+            assert not mon._quiet(sums, dofs)
+
+
+def test_consistency_converts_arrays_the_kernel_does_not_take() -> None:
+    def step(dtype: type) -> float:
+        mon = ConsistencyMonitor(ConsistencyConfig(min_dof=2), [ChannelConfig(name="a")])
+        tr = Tracks.empty(0.0, "a")
+        n = 3
+        tr = dataclasses.replace(
+            tr, ids=np.arange(n), status=np.full(n, int(TrackStatus.CONFIRMED)),
+            updated=np.ones(n, bool), nis=np.array([1.0, 2.0, 3.5], dtype=dtype),
+            innovation=np.zeros((n, 2)), x=np.zeros((n, 4)))
+        o = ChannelObservation(name="a", role="primary", received=True, detections=None,
+                               tracks=tr)
+        mon.observe(StepContext(t=0.0, dt=0.0, channels={"a": o}))
+        return sum(mon._windows["a"].nis)
+
+    assert step(np.float32) == step(np.float64) == 6.5
