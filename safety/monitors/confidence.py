@@ -78,7 +78,8 @@ class ConfidenceMonitor:
                 return None
             s = np.asarray(obs.detections.scores)
         s = s[np.isfinite(s)]
-        return float(s.mean()) if s.size else None
+        n = s.size
+        return float(s.sum()) / n if n else None  # the mean, as s.mean() (without its overhead)
 
     def observe(self, ctx: StepContext) -> list[Finding]:
         """A ``confidence.low`` finding for every channel whose gate is closed this step."""

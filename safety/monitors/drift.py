@@ -5,14 +5,15 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 
+import numba as nb
 import numpy as np
 from numpy.typing import NDArray
 from pydantic import Field
 from scipy.stats import chi2
 
 from perception.detections import Detections
+from perception.kernels import BIN1, F2, IIN1, IN1, IN2, IN3, compiled
 from perception.tracks import Tracks
 from safety.channels import ChannelConfig
 from safety.context import MonitorSpec, StepContext
@@ -54,13 +55,88 @@ class DriftConfig(BudgetedSettings):
     object_half_width_m: float = Field(default=1.5, gt=0)
 
 
-@dataclass
-class _Growth:
-    ids: NDArray[np.int64] = field(default_factory=lambda: np.zeros(0, np.int64))  # sorted
-    trace: NDArray[np.float64] = field(default_factory=lambda: np.zeros(0))
-    run: NDArray[np.int64] = field(default_factory=lambda: np.zeros(0, np.int64))
-    start: NDArray[np.float64] = field(default_factory=lambda: np.zeros(0))
-    scale: NDArray[np.float64] = field(default_factory=lambda: np.zeros(0))  # noise of last update
+# one channel's covariance histories, one row per track sorted by id: [id (exact as a float),
+# trace per unit of noise, growing run (steps), trace at the run's start, noise of last update]
+_NO_R = np.zeros((0, 2, 2))  # stands for "no usable R this step"
+
+
+@compiled(nb.types.Tuple((F2, F2, nb.int64))(
+    IN2, IIN1, IN1, BIN1, BIN1, IIN1, IN3, nb.int64, nb.float64, nb.float64))
+def _growth_kernel(hist, ids, raw, updated, confirmed, det_index, R, growth_steps,
+                   growth_factor, limit):
+    """One step of the covariance-growth bookkeeping for all tracks of a channel (one call
+    instead of ~30 numpy calls on a few rows).
+
+    Per track: its noise scale (trace of the position block of the R of its update, else the
+    last known one, else 1), trace per unit of noise, run of growing updated steps and the
+    trace at its start. Returns the new history sorted by id (stable); per track its flag
+    (1: trace above ``limit`` or NaN, 2: grown ``growth_factor``-fold over ``growth_steps``+
+    steps, 3: both; confirmed tracks only) and growth ratio; and the number of flagged tracks.
+    """
+    n = ids.shape[0]
+    if (raw.shape[0] != n or updated.shape[0] != n or confirmed.shape[0] != n
+            or det_index.shape[0] != n):
+        raise ValueError("track arrays differ in length")
+    g = hist.shape[0]
+    nd = R.shape[0]
+    state = np.empty((n, 5))
+    info = np.zeros((n, 2))
+    n_bad = 0
+    for i in range(n):
+        tid = ids[i]
+        lo = 0  # searchsorted, left
+        hi = g
+        while lo < hi:
+            mid = (lo + hi) >> 1
+            if hist[mid, 0] < tid:
+                lo = mid + 1
+            else:
+                hi = mid
+        found = lo < g and hist[lo, 0] == tid
+        scale = np.nan
+        k = det_index[i]
+        if updated[i] and k >= 0 and k < nd:
+            r = R[k, 0, 0] + R[k, 1, 1]
+            if np.isfinite(r) and r > 0:
+                scale = r
+        if not np.isfinite(scale):
+            scale = hist[lo, 4] if found else 1.0
+        trace = raw[i] / scale
+        prev_trace = hist[lo, 1] if found else np.nan
+        prev_run = hist[lo, 2] if found else 0.0
+        grow = found and updated[i] and trace > prev_trace
+        run = prev_run + 1.0 if grow else 0.0
+        if grow and prev_run > 0:
+            start = hist[lo, 3]
+        elif grow:
+            start = prev_trace
+        else:
+            start = trace
+        state[i, 0] = tid
+        state[i, 1] = trace
+        state[i, 2] = run
+        state[i, 3] = start
+        state[i, 4] = scale
+        ratio = trace / start if start > 0 else np.inf
+        info[i, 1] = ratio
+        if confirmed[i]:
+            f = 0.0
+            if not raw[i] <= limit:
+                f += 1.0
+            if run >= growth_steps and ratio >= growth_factor:
+                f += 2.0
+            if f > 0:
+                info[i, 0] = f
+                n_bad += 1
+    for i in range(1, n):
+        if ids[i] < ids[i - 1]:  # not in id order: sort (the tracker's usually are)
+            order = np.argsort(ids, kind="mergesort")
+            sstate = np.empty((n, 5))
+            for j in range(n):
+                for c in range(5):
+                    sstate[j, c] = state[order[j], c]
+            return sstate, info, n_bad
+    return state, info, n_bad
 
 
 class DriftMonitor:
@@ -92,8 +168,10 @@ class DriftMonitor:
         # per-track-step probability a healthy track may run into the coasting limit
         self._p_run = budget / (self.step_rate_hz * 3600.0 * cfg.objects)
         self._miss: dict[str, list[float]] = {}  # [eligible track-steps, missed, learnt rate]
-        self._growth: dict[str, _Growth] = {}
+        self._growth: dict[str, NDArray[np.float64]] = {}
         self._gate = float(chi2.ppf(cfg.duplicate_gate_probability, 2))
+        self._limits: dict[tuple[float, int, float], float] = {}  # coast_limit's, memoised
+        self._empty = np.zeros((0, 5))
 
     def reset(self) -> None:
         """Forget covariance histories and learnt miss rates."""
@@ -108,8 +186,10 @@ class DriftMonitor:
             if tr is None or len(tr) == 0:
                 self._growth.pop(name, None)
                 continue
-            out += self._coasting(ctx, name, ch, tr)
-            out += self._covariance(ctx, name, ch, tr, obs.detections if obs else None)
+            confirmed = np.asarray(tr.confirmed, bool)
+            out += self._coasting(ctx, name, ch, tr, confirmed)
+            out += self._covariance(ctx, name, ch, tr, confirmed,
+                                    obs.detections if obs else None)
         return out
 
     def _inside(self, ch: ChannelConfig, tr: Tracks) -> NDArray[np.bool_]:
@@ -162,6 +242,13 @@ class DriftMonitor:
             return self.cfg.max_coast_s
         st = self._miss.get(name)
         q = st[2] if st is not None and st[2] >= 0 else self.cfg.prior_miss
+        key = (q, int(together), float(ch.tracker.max_coast))
+        limit = self._limits.get(key)
+        if limit is None:
+            limit = self._limits[key] = self._coast_limit(q, int(together), ch)
+        return limit
+
+    def _coast_limit(self, q: float, together: int, ch: ChannelConfig) -> float:
         q_eff = min(max(q * self.cfg.miss_margin, 1e-6), 0.99)
         k = max(1, min(int(together), self.cfg.objects))
         p = self._p_run / math.comb(self.cfg.objects, k)
@@ -174,33 +261,37 @@ class DriftMonitor:
         st = self._miss.setdefault(name, [0.0, 0.0, -1.0])
         if st[2] >= 0:
             return
-        st[0] += float(eligible.sum())
-        st[1] += float((eligible & ~updated).sum())
+        st[0] += float(np.count_nonzero(eligible))
+        st[1] += float(np.count_nonzero(eligible & ~updated))
         if st[0] >= self.cfg.miss_reference_steps:
             st[2] = st[1] / st[0]
 
     def _coasting(
-        self, ctx: StepContext, name: str, ch: ChannelConfig, tr: Tracks
+        self, ctx: StepContext, name: str, ch: ChannelConfig, tr: Tracks,
+        confirmed: NDArray[np.bool_],
     ) -> list[Finding]:
-        limit = self.coast_limit(name, ch)  # one track's
         tsu = np.asarray(tr.time_since_update, dtype=np.float64)
-        confirmed = np.asarray(tr.confirmed, bool)
-        inside = self._inside(ch, tr)
-        seen = confirmed & (tsu <= limit)  # not lost itself: it can hide what is behind it
         # candidates: coasting, inside the field of view, not hidden behind a nearer object
         # this channel still sees (physics, not a fault: a long occlusion still ends in
         # covariance growth or deletion, and a track still unseen once the occluder has moved
         # on is reported again), not duplicated by an updated track in its gate
         shortest = min(self.cfg.coast_fraction * ch.tracker.max_coast,
                        self.cfg.max_coast_s if self.cfg.max_coast_s is not None else np.inf)
-        bad = confirmed & (tsu > shortest) & inside
+        bad = confirmed & (tsu > shortest)
         st = self._miss.get(name)
         learning = st is None or st[2] < 0
+        if not learning and not bad.any():  # the common case: nothing to learn, nothing coasts
+            return []
+        limit = self.coast_limit(name, ch)  # one track's
+        inside = self._inside(ch, tr)
+        seen = confirmed & (tsu <= limit)  # not lost itself: it can hide what is behind it
+        bad &= inside
         # occlusion only matters while the miss rate is learnt or when some track coasts
         hidden = (occluded(tr, seen, self.cfg.object_half_width_m,
                            self.cfg.occluder_half_width_m)
                   if self.cfg.occlusion and (learning or bad.any()) else np.zeros(len(tr), bool))
-        self._learn_misses(name, seen & inside & ~hidden, np.asarray(tr.updated, bool))
+        if learning:
+            self._learn_misses(name, seen & inside & ~hidden, np.asarray(tr.updated, bool))
         bad &= ~hidden
         if bad.any():
             bad[bad] = ~self._taken_over(tr, bad)
@@ -234,68 +325,49 @@ class DriftMonitor:
             )
         ]
 
-    @staticmethod
-    def _noise_scale(tr: Tracks, dets: Detections | None) -> NDArray[np.float64]:
-        """Trace of the position block of R of each track's update this step (NaN where unknown).
+    def _covariance(
+        self, ctx: StepContext, name: str, ch: ChannelConfig, tr: Tracks,
+        confirmed: NDArray[np.bool_], dets: Detections | None = None,
+    ) -> list[Finding]:
+        """Trace above the bound, or trace per unit of measurement noise growing.
 
         A track's covariance follows the noise its measurements declare (a camera's range noise
         grows with r², so a car pulling away from 9 to 20 m quadruples it): growth is judged per
-        unit of that noise, so only uncertainty the measurements do not explain counts.
+        unit of that noise (the trace of the position block of R of each track's last update
+        with a known R; 1 for tracks whose updates carry none), so only uncertainty the
+        measurements do not explain counts.
         """
-        n = len(tr)
-        scale = np.full(n, np.nan)  # NaN: no update with a known R this step
-        if dets is None or len(dets) == 0:
-            return scale
-        idx = np.asarray(tr.det_index, dtype=np.int64).reshape(-1)
-        R = np.asarray(dets.R, dtype=np.float64)
-        ok = (idx >= 0) & (idx < len(dets)) & np.asarray(tr.updated, bool)
-        if not ok.any() or R.ndim != 3 or R.shape[1] < 2:
-            return scale
-        r = R[idx[ok], 0, 0] + R[idx[ok], 1, 1]
-        scale[ok] = np.where(np.isfinite(r) & (r > 0), r, np.nan)
-        return scale
-
-    def _covariance(
-        self, ctx: StepContext, name: str, ch: ChannelConfig, tr: Tracks,
-        dets: Detections | None = None,
-    ) -> list[Finding]:
         limit = (
             self.cfg.max_cov_trace
             if self.cfg.max_cov_trace is not None
             else (self.cfg.cov_fraction * ch.tracker.max_cov_trace)
         )
-        ids = np.asarray(tr.ids, dtype=np.int64)
-        raw = np.asarray(tr.cov_trace, dtype=np.float64)
-        g = self._growth.get(name, _Growth())
-        pos = np.searchsorted(g.ids, ids)
-        pos_c = np.minimum(pos, max(g.ids.size - 1, 0))
-        found = (
-            (pos < g.ids.size) & (g.ids[pos_c] == ids) if g.ids.size else np.zeros(ids.size, bool)
-        )
-        # growth per unit of declared measurement noise (the last known R of each track; 1 for
-        # tracks whose updates carry none), so R growing with range is not counted as drift
-        scale = self._noise_scale(tr, dets)
-        prev_scale = np.where(found, g.scale[pos_c] if g.ids.size else 1.0, 1.0)
-        scale = np.where(np.isfinite(scale), scale, prev_scale)
-        trace = raw / scale
-        prev_trace = np.where(found, g.trace[pos_c] if g.ids.size else 0.0, np.nan)
-        prev_run = np.where(found, g.run[pos_c] if g.ids.size else 0, 0)
-        prev_start = np.where(found, g.start[pos_c] if g.ids.size else 0.0, np.nan)
-        grow = found & np.asarray(tr.updated, bool) & (trace > prev_trace)
-        run = np.where(grow, prev_run + 1, 0)
-        start = np.where(grow & (prev_run > 0), prev_start, np.where(grow, prev_trace, trace))
-        order = np.argsort(ids, kind="stable")
-        self._growth[name] = _Growth(
-            ids[order], trace[order], run[order], start[order], scale[order]
-        )
-        confirmed = np.asarray(tr.confirmed, bool)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            ratio = np.where(start > 0, trace / start, np.inf)
-        growing = confirmed & (run >= self.cfg.growth_steps) & (ratio >= self.cfg.growth_factor)
-        big = confirmed & ~(raw <= limit)  # NaN trace counts as too big
-        bad = big | growing
-        if not bad.any():
+        R = _NO_R
+        if dets is not None and len(dets) > 0:
+            R = np.asarray(dets.R, dtype=np.float64)
+            if R.ndim != 3 or R.shape[1] < 2 or R.shape[2] < 2:
+                R = _NO_R
+        hist = self._growth.get(name, self._empty)
+        ids, raw = tr.ids, tr.cov_trace
+        try:  # a tracker's int64 / float64 / bool vectors go in as they are
+            hist, info, n_bad = _growth_kernel(
+                hist, ids, raw, tr.updated, confirmed, tr.det_index, R, self.cfg.growth_steps,
+                self.cfg.growth_factor, float(limit))
+        except TypeError:  # anything else converted first
+            ids = np.asarray(ids, dtype=np.int64)
+            raw = np.asarray(raw, dtype=np.float64)
+            hist, info, n_bad = _growth_kernel(
+                hist, ids, raw, np.asarray(tr.updated, bool), np.asarray(confirmed, bool),
+                np.asarray(tr.det_index, dtype=np.int64).reshape(-1), R, self.cfg.growth_steps,
+                self.cfg.growth_factor, float(limit))
+        self._growth[name] = hist
+        if n_bad == 0:
             return []
+        flag = info[:, 0].astype(np.int64)
+        ratio = info[:, 1]
+        big = (flag & 1) != 0
+        growing = (flag & 2) != 0
+        bad = flag != 0
         t_ids = ids[bad]
         worst = (
             float(np.nanmax(np.where(bad, raw, np.nan)))

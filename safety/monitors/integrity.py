@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import numba as nb
 import numpy as np
 from numpy.typing import NDArray
 from pydantic import Field
 
 from perception.detections import Detections
+from perception.kernels import IN2, IN3, compiled
 from safety.channels import ChannelConfig, FieldOfView
 from safety.context import ChannelObservation, MonitorSpec, StepContext
 from safety.findings import Finding, Impact
@@ -236,29 +239,35 @@ class IntegrityMonitor:
         z = np.asarray(dets.z, dtype=np.float64)
         if z.shape[0] == 0 or z.ndim != 2 or z.shape[1] < 2:
             return []
-        pos = z[:, :2]
-        absurd = ~np.all(np.abs(pos) <= self.cfg.max_abs_coordinate, axis=1)
         fov = ch.fov
-        has_image = fov.image_width is not None and fov.image_height is not None
         if dets.space == "box" or ch.frame == "image":
+            pos = z[:, :2]
+            absurd = ~np.all(np.abs(pos) <= self.cfg.max_abs_coordinate, axis=1)
+            has_image = fov.image_width is not None and fov.image_height is not None
             inside = (
                 fov.contains(pos, margin=-self.cfg.range_margin_px)
                 if has_image
                 else np.ones(len(pos), dtype=bool)
             )
             unit, margin = "px", self.cfg.range_margin_px
+            n_bad = int(np.count_nonzero(absurd | ~inside))
         else:
             # a detection is far outside only beyond the margin plus range_sigmas of its own
             # declared noise (a camera's range σ reaches 3 m at 80 m: a car at the edge of the
             # field of view is measured up to ~10 m beyond it, honestly)
             R = np.asarray(dets.R, dtype=np.float64)
-            sd = (np.sqrt(np.clip(R[:, 0, 0] + R[:, 1, 1], 0.0, None)) if R.ndim == 3
-                  else np.zeros(len(pos)))
-            margins = self.cfg.range_margin_m + self.cfg.range_sigmas * sd
-            inside = _inside_ground(fov, pos, margins)
             unit, margin = "m", self.cfg.range_margin_m
-        bad = absurd | ~inside
-        n_bad = int(np.count_nonzero(bad))
+            if R.ndim != 3 or (R.shape[0] == z.shape[0] and min(R.shape[1:]) >= 2):
+                n_bad = _count_far_ground(
+                    z, R if R.ndim == 3 else _NO_R, self.cfg.max_abs_coordinate, margin,
+                    self.cfg.range_sigmas, fov.range_min, fov.range_max, fov.azimuth_min_deg,
+                    fov.azimuth_max_deg)
+            else:  # an R the kernel does not take (numpy broadcasts or raises as before)
+                pos = z[:, :2]
+                absurd = ~np.all(np.abs(pos) <= self.cfg.max_abs_coordinate, axis=1)
+                sd = np.sqrt(np.clip(R[:, 0, 0] + R[:, 1, 1], 0.0, None))
+                margins = self.cfg.range_margin_m + self.cfg.range_sigmas * sd
+                n_bad = int(np.count_nonzero(absurd | ~_inside_ground(fov, pos, margins)))
         if n_bad == 0:
             return []
         extra = f" (plus {self.cfg.range_sigmas:g} σ of their noise)" if unit == "m" else ""
@@ -267,13 +276,46 @@ class IntegrityMonitor:
                 self.spec,
                 "integrity.range",
                 ctx.t,
-                f"{label(name).capitalize()} reported {n_bad} of {len(pos)} detections more than "
+                f"{label(name).capitalize()} reported {n_bad} of {z.shape[0]} detections more than "
                 f"{margin:g} {unit}{extra} outside its field of view or physical range.",
                 channel=name,
                 value=n_bad,
                 threshold=0.0,
             )
         ]
+
+
+_NO_R = np.zeros((0, 2, 2))  # stands for "no per-detection R": no noise widening
+_DEG = 180.0 / math.pi  # as np.degrees
+
+
+@compiled(nb.int64(IN2, IN3, nb.float64, nb.float64, nb.float64, nb.float64, nb.float64,
+                   nb.float64, nb.float64))
+def _count_far_ground(z, R, max_abs, margin, sigmas, range_min, range_max, az_min, az_max):
+    """How many ground detections (first two columns of ``z``) have an absurd coordinate or lie
+    outside the field of view grown by ``margin`` + ``sigmas`` σ of their own noise (σ from the
+    trace of R's position block; none when R is empty): ``_inside_ground`` in one call."""
+    n = z.shape[0]
+    has_r = R.shape[0] > 0
+    bad = 0
+    for i in range(n):
+        x = z[i, 0]
+        y = z[i, 1]
+        if not (abs(x) <= max_abs and abs(y) <= max_abs):
+            bad += 1
+            continue
+        sd = 0.0
+        if has_r:
+            v = R[i, 0, 0] + R[i, 1, 1]
+            sd = np.sqrt(v if not v < 0.0 else 0.0)  # np.clip(v, 0): NaN stays NaN
+        grow = margin + sigmas * sd
+        r = np.hypot(x, y)
+        az = np.arctan2(y, x) * _DEG
+        ang = grow / (r if not r < 1e-6 else 1e-6) * _DEG  # np.maximum(r, 1e-6)
+        if not (r >= range_min - grow and r <= range_max + grow and az >= az_min - ang
+                and az <= az_max + ang):
+            bad += 1
+    return bad
 
 
 def _inside_ground(fov: FieldOfView, pos: NDArray[np.float64], grow: NDArray[np.float64]
