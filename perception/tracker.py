@@ -7,9 +7,11 @@ masks, compact, append births. IDs come from a monotone counter and are never re
 With a handful of tracks per frame a step costs what its numpy calls cost, whatever their size,
 so the hot path is written to make few of them: state arrays are never modified in place once a
 step has published them (the returned :class:`Tracks` shares them read-only instead of copying),
-derived output fields are computed on first access, association skips the Hungarian solver when
-the gated pairs are already one-to-one, and tentative-track bookkeeping is skipped when there
-are none.
+derived output fields are computed on first access, and the step is a few compiled calls over
+all tracks: predict, the Mahalanobis cost matrix, the association cascade (which hands over to
+the Hungarian solver only when a stage's gated pairs are not already one-to-one), the update of
+the matched rows, and the lifecycle rules. Kernels return fresh arrays, and each array a kernel
+returns costs about half a microsecond to hand back, so they return only what the step keeps.
 """
 
 from __future__ import annotations
@@ -17,25 +19,34 @@ from __future__ import annotations
 import math
 from typing import Any, Literal, NamedTuple
 
+import numba as nb
 import numpy as np
 from numpy.typing import NDArray
 
 from perception.association import (
     _one_to_one,
+    _resolve_singular,
     associate,
     chi2_gate,
     iou_matrix_z,
-    mahalanobis_cost,
+    mahalanobis_kernel,
 )
 from perception.detections import Detections
 from perception.errors import TrackerError
 from perception.kalman import (
     KalmanBackend,
-    UpdateResult,
     VectorizedKalman,
     _kf_predict_core,
-    _kf_update_core,
     make_backend,
+)
+from perception.kernels import (
+    F1,
+    IIN1,
+    IN1,
+    IN2,
+    IN3,
+    compiled,
+    kf_update_rows_kernel,
 )
 from perception.models import (
     MotionModel,
@@ -90,6 +101,157 @@ def _constant(n: int, value: int | bool) -> NDArray[Any]:
     return a
 
 
+# ------------------------------------------------------------------------------ kernels
+_I1 = nb.int64[::1]
+_B1 = nb.boolean[::1]
+
+
+@compiled(nb.types.Tuple((_I1, _I1, nb.boolean))(IN2, IIN1, nb.float64, nb.float64))
+def _cascade_kernel(cost, status, gate, recovery_gate):
+    """:meth:`Tracker._cascade` in one call when every stage's gated pairs are already one-to-one
+    (the common case): detection per track row (-1: none), unmatched detections, and False
+    when a stage has a conflict for the Hungarian solver (the caller then runs ``_cascade``)."""
+    n, m = cost.shape
+    match = np.full(n, -1, np.int64)
+    free = np.ones(m, np.bool_)
+    rows = np.zeros(n, np.bool_)
+    rc = np.zeros(n, np.int64)
+    cc = np.zeros(m, np.int64)
+    for stage in range(3):
+        g = recovery_gate if stage == 1 else gate
+        for i in range(n):
+            tentative = status[i] == 0
+            rows[i] = tentative if stage == 2 else (not tentative and match[i] < 0)
+            rc[i] = 0
+        for j in range(m):
+            cc[j] = 0
+        for i in range(n):
+            if not rows[i]:
+                continue
+            for j in range(m):
+                c = cost[i, j]
+                if free[j] and np.isfinite(c) and c <= g:
+                    rc[i] += 1
+                    cc[j] += 1
+                    if rc[i] > 1 or cc[j] > 1:
+                        return match, np.zeros(0, np.int64), False
+        for i in range(n):
+            if rc[i]:
+                for j in range(m):
+                    c = cost[i, j]
+                    if free[j] and np.isfinite(c) and c <= g:
+                        match[i] = j
+                        break
+        for i in range(n):
+            if rc[i]:
+                free[match[i]] = False
+    k = 0
+    for j in range(m):
+        if free[j]:
+            k += 1
+    births = np.empty(k, np.int64)
+    k = 0
+    for j in range(m):
+        if free[j]:
+            births[k] = j
+            k += 1
+    return match, births, True
+
+
+@compiled(nb.types.Tuple((_I1, _I1, F1, _I1, _I1, _B1, _B1, nb.int64, nb.int64))(
+    IIN1, IIN1, IN1, IIN1, IIN1, IIN1, IIN1, IN2, IN3, nb.float64, nb.boolean, nb.boolean,
+    nb.int64, nb.int64, nb.int64, nb.float64, nb.float64, nb.boolean, nb.float64, nb.int64))
+def _lifecycle_kernel(status, hits, t_update, history, born_look, dup, match, pos, pcov, tf,
+                      measured, tentative, window_mask, n_init, first, max_coast, max_cov_trace,
+                      coalesce, coalesce_gate, coalesce_steps):
+    """The lifecycle rules of :meth:`Tracker.step` for all tracks in one call: new status, hits,
+    time of update, hit history and twin count, the updated and deletion masks, the number of
+    deletions and of surviving tentative tracks. Same rules, in the same order, as the masks
+    they replace (tentative expiry, coasting too long, covariance too large, twins)."""
+    n = status.shape[0]
+    st = np.empty(n, np.int64)
+    hits2 = np.empty(n, np.int64)
+    tu = np.empty(n)
+    hist = history.copy()
+    dup2 = dup.copy()
+    upd = np.empty(n, np.bool_)
+    dead = np.zeros(n, np.bool_)
+    for t in range(n):
+        u = match[t] >= 0
+        upd[t] = u
+        hits2[t] = hits[t] + 1 if u else hits[t]
+        tu[t] = tf if u else t_update[t]
+        s = status[t]
+        if not measured:
+            st[t] = 2 if s == 1 else s
+        elif tentative:
+            h = ((history[t] << 1) | (1 if u else 0)) & window_mask
+            hist[t] = h
+            bits = 0
+            while h:
+                h &= h - 1
+                bits += 1
+            if s == 0 and not bits >= n_init:
+                st[t] = 0
+                dead[t] = not u and born_look[t] <= first
+            else:
+                st[t] = 1 if u else 2
+        else:
+            st[t] = 1 if u else 2
+        if (tf - tu[t]) > max_coast:
+            dead[t] = True
+        trace = pcov[t, 0, 0] + pcov[t, 1, 1]
+        if not trace <= max_cov_trace:  # NaN counts as too large
+            dead[t] = True
+    if coalesce and n == 1:
+        dup2[0] = 0
+    elif coalesce and n > 1:
+        # twins: j lies within the coalescing gate of an older (i < j), reportable, live track
+        # i, and at least one of the two missed this step
+        missed = np.empty(n, np.int64)
+        n_missed = 0
+        for t in range(n):
+            if not upd[t]:
+                missed[n_missed] = t
+                n_missed += 1
+        shadowed = np.zeros(n, np.bool_)
+        for j in range(n):
+            if dead[j] or n_missed == 0:
+                continue
+            q_end = j if not upd[j] else n_missed
+            for q in range(q_end):
+                i = q if not upd[j] else missed[q]
+                if i >= j:
+                    break
+                if st[i] == 0 or dead[i]:
+                    continue
+                d0 = pos[j, 0] - pos[i, 0]
+                d1 = pos[j, 1] - pos[i, 1]
+                s00 = pcov[j, 0, 0] + pcov[i, 0, 0]
+                s01 = pcov[j, 0, 1] + pcov[i, 0, 1]
+                s10 = pcov[j, 1, 0] + pcov[i, 1, 0]
+                s11 = pcov[j, 1, 1] + pcov[i, 1, 1]
+                det = s00 * s11 - s01 * s10
+                qf = s11 * (d0 * d0) - (s01 + s10) * d0 * d1 + s00 * (d1 * d1)
+                d2 = qf / det if det > 0.0 else np.inf
+                if d2 <= coalesce_gate:
+                    shadowed[j] = True
+                    break
+        for j in range(n):
+            dup2[j] = dup[j] + 1 if shadowed[j] else 0
+        for j in range(n):
+            if dup2[j] >= coalesce_steps:
+                dead[j] = True
+    n_dead = 0
+    n_tent = 0
+    for t in range(n):
+        if dead[t]:
+            n_dead += 1
+        elif st[t] == 0:
+            n_tent += 1
+    return st, hits2, tu, hist, dup2, upd, dead, n_dead, n_tent
+
+
 # ------------------------------------------------------------------------------ output
 class _Derived(NamedTuple):
     """What the lazily derived fields of one step's :class:`Tracks` are computed from."""
@@ -99,11 +261,9 @@ class _Derived(NamedTuple):
     step_no: int
     born: IntArray
     t_update: FloatArray
-    rows: IntArray  # rows updated this step
-    dets: IntArray  # the detection that updated each of them
-    res: UpdateResult | None  # their update (rows of res match ``rows``)
-    birth_rows: int  # first row born this step (rows from here on are births)
-    birth_dets: IntArray  # detection each birth came from
+    det_index: IntArray  # detection that updated each row, -1 if none (births not included)
+    birth_dets: IntArray  # detection each birth came from (rows after ``det_index``'s)
+    innov: tuple[FloatArray, FloatArray, FloatArray] | None  # y, S, NIS (NaN: not updated)
     labels: IntArray  # last associated label per row
 
 
@@ -149,16 +309,17 @@ def _derive(tr: Tracks, src: _Derived, name: str) -> Any:
     if name == "labels":
         return src.labels
     if name == "det_index":
-        out = np.full(n, -1, np.int64)
-        out[src.rows] = src.dets
-        out[src.birth_rows:] = src.birth_dets
-        return out
-    shape = {"nis": (n,), "innovation": (n, dz), "innovation_cov": (n, dz, dz)}[name]
-    full = np.full(shape, np.nan)
-    if src.res is not None and src.rows.size:
-        full[src.rows] = {"nis": src.res.nis, "innovation": src.res.y,
-                          "innovation_cov": src.res.S}[name]
-    return full
+        if src.birth_dets.shape[0]:
+            return np.concatenate([src.det_index, src.birth_dets])
+        return src.det_index.copy()
+    i = {"innovation": 0, "innovation_cov": 1, "nis": 2}[name]
+    shape = ((n, dz), (n, dz, dz), (n,))[i]
+    if src.innov is None:
+        return np.full(shape, np.nan)
+    part = src.innov[i]
+    if part.shape[0] < n:  # births: not updated
+        return np.concatenate([part, np.full((n - part.shape[0], *shape[1:]), np.nan)])
+    return part
 
 
 # ------------------------------------------------------------------------------ tracker
@@ -314,11 +475,30 @@ class Tracker:
         x = self._x if self._constrain is None else self._constrain(self._x, dt)
         return _kf_predict_core(x, self._P, self._fq[1], self._fq[2])
 
-    def _update(self, x: FloatArray, P: FloatArray, z: FloatArray, R: FloatArray
-                ) -> UpdateResult:
+    def _update(self, x: FloatArray, P: FloatArray, dets: Detections, match: IntArray,
+                scores: FloatArray, labels: IntArray
+                ) -> tuple[FloatArray, FloatArray, FloatArray, FloatArray, FloatArray, FloatArray,
+                           IntArray]:
+        """Update the rows with ``match >= 0`` by their detections: x, P, y, S, NIS (NaN where
+        not updated), scores and labels, all for every row."""
         if self._fast:
-            return _kf_update_core(x, P, z, R, self._H)
-        return self.backend.update(x, P, z, R, self._H)
+            out: tuple[FloatArray, FloatArray, FloatArray, FloatArray, FloatArray, FloatArray,
+                       IntArray] = kf_update_rows_kernel(
+                x, P, dets.z, dets.R, self._H, match, scores, labels, dets.scores, dets.labels)
+            return out
+        ti = np.flatnonzero(match >= 0)
+        di = match[ti]
+        res = self.backend.update(x[ti], P[ti], dets.z[di], dets.R[di], self._H)
+        n, dz = x.shape[0], self._dz
+        x, P = x.copy(), P.copy()
+        x[ti], P[ti] = res.x, res.P
+        y = np.full((n, dz), np.nan)
+        S = np.full((n, dz, dz), np.nan)
+        nis = np.full(n, np.nan)
+        y[ti], S[ti], nis[ti] = res.y, res.S, res.nis
+        scores, labels = scores.copy(), labels.copy()
+        scores[ti], labels[ti] = dets.scores[di], dets.labels[di]
+        return x, P, y, S, nis, scores, labels
 
     def _meas(self, x: FloatArray, P: FloatArray) -> tuple[FloatArray, FloatArray]:
         """Predicted measurements H x and their covariances H P Hᵀ."""
@@ -339,21 +519,32 @@ class Tracker:
         status = np.where(self._status == _CONFIRMED, _COASTING, self._status)
         return self._output(tf, x, P, status, np.zeros(len(self), bool), self._hits,
                             self._t_update, self._scores, self._labels, self._born,
-                            self._step_no + 1, _NO_INT, _NO_INT, None, len(self), _NO_INT)
+                            self._step_no + 1, _constant(len(self), -1), _NO_INT, None)
 
     # ------------------------------------------------------------------ association
     def _associate(self, x: FloatArray, P: FloatArray, dets: Detections
                    ) -> tuple[IntArray, IntArray]:
-        """Matched (track rows ascending, detections) for this step's detections."""
+        """Detection matched to each track row (-1: none) and the unmatched detections."""
         zp, Sp = self._meas(x, P)
         if self.gating == "iou":
             cost = 1.0 - iou_matrix_z(zp, dets.z)
             feasible = cost <= self._gate
-            return _one_to_one(cost, feasible)
-        cost = mahalanobis_cost(zp, Sp, dets.z, dets.R)
-        ti, di = self._cascade(cost)
-        order = np.argsort(ti)
-        return ti[order], di[order]
+            ti, di = _one_to_one(cost, feasible)
+        else:
+            cost, bad = mahalanobis_kernel(zp, Sp, dets.z, dets.R)
+            if bad:
+                cost = _resolve_singular(cost, zp, Sp, dets.z, dets.R)
+            else:
+                match, births, simple = _cascade_kernel(
+                    cost, self._status, self._gate, self._recovery_gate)
+                if simple:
+                    return match, births
+            ti, di = self._cascade(cost)
+        match = np.full(x.shape[0], -1, np.int64)
+        match[ti] = di
+        used = np.zeros(dets.z.shape[0], bool)
+        used[di] = True
+        return match, np.flatnonzero(~used)
 
     def _cascade(self, cost: FloatArray) -> tuple[IntArray, IntArray]:
         """Gated association in priority order (Mahalanobis gating).
@@ -392,51 +583,6 @@ class Tracker:
             return _NO_INT, _NO_INT
         return np.concatenate(ti), np.concatenate(di)
 
-    def _shadows(self, pos: FloatArray, cov: FloatArray, eligible: BoolArray, rows: IntArray,
-                 cols: IntArray) -> BoolArray:
-        """(len(cols),) mask: column track j lies within the coalescing gate of an older,
-        eligible row track i (i < j)."""
-        d = pos[cols][None, :, :] - pos[rows][:, None, :]  # [i, j] = p_j - p_i
-        S = cov[cols][None, :] + cov[rows][:, None]
-        det = S[..., 0, 0] * S[..., 1, 1] - S[..., 0, 1] * S[..., 1, 0]
-        q = (S[..., 1, 1] * d[..., 0] ** 2 - (S[..., 0, 1] + S[..., 1, 0]) * d[..., 0] * d[..., 1]
-             + S[..., 0, 0] * d[..., 1] ** 2)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            d2 = np.where(det > 0.0, q / det, np.inf)
-        pair = (rows[:, None] < cols[None, :]) & eligible[rows][:, None]
-        pair &= d2 <= self._coalesce_gate
-        return np.asarray(pair.any(axis=0))
-
-    def _coalesce(self, x: FloatArray, P: FloatArray, status: IntArray, updated: BoolArray,
-                  dead: BoolArray | None) -> BoolArray | None:
-        """Twins: a track that for ``coalesce_steps`` measurement steps in a row lies within the
-        gate of an older confirmed track, the two never updated in the same step, follows the
-        same object (two objects side by side are both detected). The younger is deleted; the
-        older keeps its ID. Returns the updated deletion mask.
-        """
-        n = updated.shape[0]
-        alive = np.ones(n, bool) if dead is None else ~dead
-        # a pair counts only if at least one of the two missed this step: test just those pairs
-        # (all rows against the columns that missed, the rows that missed against the rest)
-        shadowed = np.zeros(n, bool)
-        missed = np.flatnonzero(~updated)
-        if missed.size:
-            pos = np.asarray(self.model.position(x), dtype=np.float64)
-            cov = np.asarray(self.model.position_cov(P), dtype=np.float64)
-            # rows are in ID order, so i < j means i is the older; it must be reportable, alive
-            eligible = (status != _TENTATIVE) & alive
-            rows = np.arange(n)
-            hit = np.flatnonzero(updated)
-            shadowed[missed] = self._shadows(pos, cov, eligible, rows, missed)
-            if hit.size:
-                shadowed[hit] = self._shadows(pos, cov, eligible, missed, hit)
-            shadowed &= alive
-        self._dup = np.where(shadowed, self._dup + 1, 0)
-        twins = self._dup >= self.coalesce_steps
-        if not twins.any():
-            return dead
-        return twins if dead is None else dead | twins
-
     # ------------------------------------------------------------------ step
     def step(self, t: float, detections: Detections | None) -> Tracks:
         """Advance to time ``t`` and incorporate ``detections`` (None: predict only)."""
@@ -448,107 +594,59 @@ class Tracker:
         n = self._ids.shape[0]
         self._step_no += 1
         x, P = self._predicted(tf)
-        ti = di = _NO_INT
-        res: UpdateResult | None = None
+        match = _constant(n, -1)
+        innov: tuple[FloatArray, FloatArray, FloatArray] | None = None
         scores, labels = self._scores, self._labels
         births = _NO_INT
         measured = detections is not None
-        k = 0
-        if measured:
-            assert detections is not None
+        if detections is not None:
             self._look_no += 1
             m = detections.z.shape[0]
             if n and m:
-                ti, di = self._associate(x, P, detections)
-                k = ti.shape[0]
-                if k:
-                    z, R = detections.z[di], detections.R[di]
-                    if k == n:  # every track updated: ti is 0..n-1
-                        res = self._update(x, P, z, R)
-                        x, P = res.x, res.P
-                        scores, labels = detections.scores[di], detections.labels[di]
-                    else:
-                        res = self._update(x[ti], P[ti], z, R)
-                        x[ti], P[ti] = res.x, res.P
-                        scores, labels = scores.copy(), labels.copy()
-                        scores[ti], labels[ti] = detections.scores[di], detections.labels[di]
-                if k < m:
-                    used = np.zeros(m, bool)
-                    used[di] = True
-                    births = np.flatnonzero(~used)
+                match, births = self._associate(x, P, detections)
+                if births.shape[0] < m:
+                    x, P, y, S, nis, scores, labels = self._update(
+                        x, P, detections, match, scores, labels)
+                    innov = (y, S, nis)
             elif m:
                 births = np.arange(m, dtype=np.int64)
 
-        # ---- lifecycle (masks over the existing tracks)
+        # ---- lifecycle (one pass over the existing tracks)
         status, hits, t_update = self._status, self._hits, self._t_update
-        dead: BoolArray | None = None
-        if k == n:
-            updated = _constant(n, True)
-            if n:
-                hits = hits + 1
-                t_update = np.full(n, tf)
-        else:
-            updated = np.zeros(n, bool)
-            if k:
-                updated[ti] = True
-                hits = hits + updated
-                t_update = np.where(updated, tf, t_update)
+        updated: BoolArray = _constant(0, True)
+        dead: BoolArray = updated
+        n_dead = n_tent = 0
         if n:
-            if measured:
-                if self._n_tentative:
-                    hist = ((self._history << 1) | updated) & self._window_mask
-                    self._history = hist
-                    tent = status == _TENTATIVE
-                    lut = self._confirm_lut
-                    ok = lut[hist] if lut is not None else np.bitwise_count(hist) >= self.n_init
-                    promote = tent & ok  # only a hit can complete the count: promote ⊆ updated
-                    tent ^= promote
-                    first = self._look_no + 1 - self.init_window
-                    dead = tent & ~updated & (self._born_look <= first)
-                    status = np.where(tent, _TENTATIVE, _COASTING - updated)
-                elif k == n:
-                    status = _constant(n, _CONFIRMED)
-                else:
-                    status = np.where(updated, _CONFIRMED, _COASTING)
-            else:
-                status = np.where(status == _CONFIRMED, _COASTING, status)
-            if k < n and tf - float(t_update.min()) > self.max_coast:
-                lost = (tf - t_update) > self.max_coast
-                dead = lost if dead is None else dead | lost
             if self._pos01:
-                trace = P[:, 0, 0] + P[:, 1, 1]
+                pos, pcov = x[:, :2], P[:, :2, :2]
             else:
-                pc = self.model.position_cov(P)
-                trace = pc[:, 0, 0] + pc[:, 1, 1]
-            if not float(trace.max()) <= self.max_cov_trace:  # NaN counts as too large
-                vague = ~(trace <= self.max_cov_trace)
-                dead = vague if dead is None else dead | vague
-            if self._guard and self.coalesce_steps and measured:
-                if n > 1:
-                    dead = self._coalesce(x, P, status, updated, dead)
-                elif self._dup[0]:
-                    self._dup = np.zeros(1, np.int64)
+                pos = np.asarray(self.model.position(x), dtype=np.float64)
+                pcov = np.asarray(self.model.position_cov(P), dtype=np.float64)
+            (status, hits, t_update, self._history, self._dup, updated, dead, n_dead, n_tent
+             ) = _lifecycle_kernel(
+                status, hits, self._t_update, self._history, self._born_look, self._dup, match,
+                pos, pcov, tf, measured, self._n_tentative > 0, self._window_mask, self.n_init,
+                self._look_no + 1 - self.init_window, self.max_coast, self.max_cov_trace,
+                self._guard and self.coalesce_steps > 0 and measured, self._coalesce_gate,
+                self.coalesce_steps)
         self.deleted_ids = _NO_INT
         born = self._born
-        if dead is not None and dead.any():
+        if n_dead:
             keep = ~dead
             self.deleted_ids = _frozen(self._ids[dead])
-            x, P, status, hits, t_update, updated = (
-                x[keep], P[keep], status[keep], hits[keep], t_update[keep], updated[keep]
+            x, P, status, hits, t_update, updated, match = (
+                x[keep], P[keep], status[keep], hits[keep], t_update[keep], updated[keep],
+                match[keep],
             )
             scores, labels = scores[keep], labels[keep]
             self._ids, born, self._born_look, self._history, self._dup = (
                 self._ids[keep], born[keep], self._born_look[keep], self._history[keep],
                 self._dup[keep],
             )
-            if res is not None:  # re-index this step's updates to the surviving rows
-                alive = keep[ti]
-                ti = (np.cumsum(keep) - 1)[ti[alive]]
-                di = di[alive]
-                res = UpdateResult(*(a[alive] for a in res))
+            if innov is not None:
+                innov = (innov[0][keep], innov[1][keep], innov[2][keep])
 
         # ---- births from unmatched detections
-        first_birth = x.shape[0]
         if births.size:
             assert detections is not None
             mb = births.shape[0]
@@ -574,8 +672,9 @@ class Tracker:
             self._born_look = np.concatenate([self._born_look, np.full(mb, self._look_no)])
             self._history = np.concatenate([self._history, ones])
             self._dup = np.concatenate([self._dup, np.zeros(mb, np.int64)])
-        if births.size or self._n_tentative:
-            self._n_tentative = int(np.count_nonzero(status == _TENTATIVE))
+            if born_status == _TENTATIVE:
+                n_tent += mb
+        self._n_tentative = n_tent
 
         self._x, self._P, self._hits, self._scores = (
             _frozen(x), _frozen(P), _frozen(hits), _frozen(scores)
@@ -584,8 +683,7 @@ class Tracker:
         self._t_update, self._labels, self._born = t_update, labels, born
         self._t = tf
         return self._output(tf, self._x, self._P, self._status, _frozen(updated), self._hits,
-                            t_update, scores, labels, born, self._step_no, ti, di, res,
-                            first_birth, births)
+                            t_update, scores, labels, born, self._step_no, match, births, innov)
 
     def _doppler_init(
         self, x: FloatArray, P: FloatArray, z: FloatArray, rr: FloatArray
@@ -616,15 +714,14 @@ class Tracker:
     def _output(
         self, t: float, x: FloatArray, P: FloatArray, status: IntArray, updated: BoolArray,
         hits: IntArray, t_update: FloatArray, scores: FloatArray, labels: IntArray,
-        born: IntArray, step_no: int, rows: IntArray, dets: IntArray, res: UpdateResult | None,
-        birth_rows: int, birth_dets: IntArray,
+        born: IntArray, step_no: int, det_index: IntArray, birth_dets: IntArray,
+        innov: tuple[FloatArray, FloatArray, FloatArray] | None,
     ) -> Tracks:
         out = object.__new__(_StepTracks)
         out.__dict__.update(
             t=t, sensor=self.sensor, ids=self._ids, status=status, x=x, P=P, hits=hits,
             updated=updated, scores=scores, space=self.model.space,
-            _src=_Derived(self.model, self._dz, step_no, born, t_update, rows, dets, res,
-                          birth_rows, birth_dets, labels),
+            _src=_Derived(self.model, self._dz, step_no, born, t_update, det_index, birth_dets,
+                          innov, labels),
         )
         return out
-
