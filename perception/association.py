@@ -47,14 +47,9 @@ def _solve(S: FloatArray, y: FloatArray) -> FloatArray:
     return np.asarray(out, dtype=np.float64)
 
 
-@compiled(nb.types.Tuple((F2, nb.int64))(IN2, IN3, IN2, IN3))
-def mahalanobis_kernel(zp, Sp, zd, Rd):
-    """d²[i, j] = |L⁻¹ y|², y = z_j − ẑ_i, S = Sp_i + R_j = L Lᵀ (Cholesky), and the number of
-    pairs whose S is not positive definite (their d² is non-finite). One call for all pairs.
-
-    Detections-last (each innermost loop runs over the detections, so it vectorises); when all
-    detections share one R, each track's factor is computed once instead of once per pair.
-    """
+@nb.njit(cache=True, nogil=True, fastmath=False, boundscheck=False, error_model="numpy")
+def mahalanobis_body(zp, Sp, zd, Rd):
+    """:func:`mahalanobis_kernel`'s computation, callable from other compiled kernels."""
     n_t, m = zp.shape
     n_d = zd.shape[0]
     d2 = np.empty((n_t, n_d))
@@ -89,9 +84,18 @@ def mahalanobis_kernel(zp, Sp, zd, Rd):
                     else:
                         Ls[a, b] = u / Ls[b, b]
             for a in range(m):
-                for b in range(a + 1):
+                c = zp[i, a]
+                for j in range(n_d):
+                    v[j] = zt[a, j] - c
+                for k in range(a):
+                    f = Ls[a, k]
                     for j in range(n_d):
-                        L[a, b, j] = Ls[a, b]
+                        v[j] = v[j] - f * w[k, j]
+                g = Ls[a, a]
+                for j in range(n_d):
+                    u = v[j] / g
+                    w[a, j] = u
+                    acc[j] = (0.0 if a == 0 else acc[j]) + u * u
         else:
             for a in range(m):
                 for b in range(a + 1):
@@ -107,22 +111,33 @@ def mahalanobis_kernel(zp, Sp, zd, Rd):
                     else:
                         for j in range(n_d):
                             L[a, b, j] = v[j] / L[b, b, j]
-        for a in range(m):
-            c = zp[i, a]
-            for j in range(n_d):
-                v[j] = zt[a, j] - c
-            for k in range(a):
+            for a in range(m):
+                c = zp[i, a]
                 for j in range(n_d):
-                    v[j] = v[j] - L[a, k, j] * w[k, j]
-            for j in range(n_d):
-                u = v[j] / L[a, a, j]
-                w[a, j] = u
-                acc[j] = (0.0 if a == 0 else acc[j]) + u * u
+                    v[j] = zt[a, j] - c
+                for k in range(a):
+                    for j in range(n_d):
+                        v[j] = v[j] - L[a, k, j] * w[k, j]
+                for j in range(n_d):
+                    u = v[j] / L[a, a, j]
+                    w[a, j] = u
+                    acc[j] = (0.0 if a == 0 else acc[j]) + u * u
         for j in range(n_d):
             d2[i, j] = acc[j]
             if not np.isfinite(acc[j]):
                 bad += 1
     return d2, bad
+
+
+@compiled(nb.types.Tuple((F2, nb.int64))(IN2, IN3, IN2, IN3))
+def mahalanobis_kernel(zp, Sp, zd, Rd):
+    """d²[i, j] = |L⁻¹ y|², y = z_j − ẑ_i, S = Sp_i + R_j = L Lᵀ (Cholesky), and the number of
+    pairs whose S is not positive definite (their d² is non-finite). One call for all pairs.
+
+    Detections-last (each innermost loop runs over the detections, so it vectorises); when all
+    detections share one R, each track's factor is computed once instead of once per pair.
+    """
+    return mahalanobis_body(zp, Sp, zd, Rd)
 
 
 def _resolve_singular(

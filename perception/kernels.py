@@ -235,15 +235,16 @@ def kf_update_kernel(x, P, z, R, H):
     return _kf_update_body(x, P, z, R, H)
 
 
-@compiled(nb.types.Tuple((F2, F3, F2, F3, F1, F1, nb.int64[::1]))(
+@compiled(nb.types.Tuple((F2, F3, F2, F1, nb.int64[::1]))(
     IN2, IN3, IN2, IN3, IN2, IIN1, IN1, IIN1, IN1, IIN1))
 def kf_update_rows_kernel(x, P, z, R, H, match, scores, labels, det_scores, det_labels):
     """Update the tracks with ``match[t] >= 0`` by detection ``match[t]`` (the others copied).
 
     One call for a tracker's whole update: gathers the matched rows, runs the same update as
     ``kf_update_kernel`` and scatters back, so x', P' and the score and label of the last
-    associated detection come out for all N tracks; y (N, dz), S (N, dz, dz) and the NIS (N,)
-    are NaN on the rows not updated.
+    associated detection come out for all N tracks. The innovation statistics come packed in
+    one (N, dz + dz² + 1) array, row t = [y, S (row-major), NIS], NaN where not updated (each
+    returned array costs a boxing; the consumer takes views).
     """
     n, dx = x.shape
     dz = H.shape[0]
@@ -272,9 +273,7 @@ def kf_update_rows_kernel(x, P, z, R, H, match, scores, labels, det_scores, det_
     xu, Pu, yu, Su, nisu = _kf_update_body(xs, Ps, zs, Rs, H)
     x2 = np.empty((n, dx))
     P2 = np.empty((n, dx, dx))
-    y = np.full((n, dz), np.nan)
-    S = np.full((n, dz, dz), np.nan)
-    nis = np.full(n, np.nan)
+    innov = np.full((n, dz + dz * dz + 1), np.nan)
     sc = np.empty(n)
     lb = np.empty(n, np.int64)
     r = 0
@@ -293,14 +292,14 @@ def kf_update_rows_kernel(x, P, z, R, H, match, scores, labels, det_scores, det_
             for j in range(dx):
                 P2[t, i, j] = Pu[r, i, j]
         for a in range(dz):
-            y[t, a] = yu[r, a]
+            innov[t, a] = yu[r, a]
             for b in range(dz):
-                S[t, a, b] = Su[r, a, b]
-        nis[t] = nisu[r]
+                innov[t, dz + a * dz + b] = Su[r, a, b]
+        innov[t, dz + dz * dz] = nisu[r]
         sc[t] = det_scores[d]
         lb[t] = det_labels[d]
         r += 1
-    return x2, P2, y, S, nis, sc, lb
+    return x2, P2, innov, sc, lb
 
 
 @compiled(F2(IN2, IN2))

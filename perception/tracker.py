@@ -29,6 +29,7 @@ from perception.association import (
     associate,
     chi2_gate,
     iou_matrix_z,
+    mahalanobis_body,
     mahalanobis_kernel,
 )
 from perception.detections import Detections
@@ -62,8 +63,9 @@ BoolArray = NDArray[np.bool_]
 
 _MAX_WINDOW = 62  # hit history is a bit mask in an int64
 # plain ints: comparing arrays against IntEnum members costs an enum lookup per use
-_TENTATIVE, _CONFIRMED, _COASTING = (
-    int(TrackStatus.TENTATIVE), int(TrackStatus.CONFIRMED), int(TrackStatus.COASTING)
+_TENTATIVE, _CONFIRMED, _COASTING, _DELETED = (
+    int(TrackStatus.TENTATIVE), int(TrackStatus.CONFIRMED), int(TrackStatus.COASTING),
+    int(TrackStatus.DELETED),
 )
 
 #: Variance (m/s)² of a range rate used to seed a new track's radial velocity: generous next to
@@ -106,17 +108,23 @@ _I1 = nb.int64[::1]
 _B1 = nb.boolean[::1]
 
 
-@compiled(nb.types.Tuple((_I1, _I1, nb.boolean))(IN2, IIN1, nb.float64, nb.float64))
-def _cascade_kernel(cost, status, gate, recovery_gate):
-    """:meth:`Tracker._cascade` in one call when every stage's gated pairs are already one-to-one
-    (the common case): detection per track row (-1: none), unmatched detections, and False
-    when a stage has a conflict for the Hungarian solver (the caller then runs ``_cascade``)."""
+@compiled(nb.types.Tuple((_I1, nb.int64, nb.boolean))(
+    IN2, IN3, IN2, IN3, IIN1, nb.float64, nb.float64))
+def _associate_kernel(zp, Sp, z, R, status, gate, recovery_gate):
+    """Mahalanobis gating and :meth:`Tracker._cascade` in one call for the common case: every
+    distance finite and every stage's gated pairs already one-to-one. Returns the detection
+    per track row (-1: none), the number of unmatched detections, and False when the case is
+    not the common one (the caller then runs the general path)."""
+    cost, bad = mahalanobis_body(zp, Sp, z, R)
     n, m = cost.shape
     match = np.full(n, -1, np.int64)
+    if bad:
+        return match, m, False
     free = np.ones(m, np.bool_)
     rows = np.zeros(n, np.bool_)
     rc = np.zeros(n, np.int64)
     cc = np.zeros(m, np.int64)
+    n_free = m
     for stage in range(3):
         g = recovery_gate if stage == 1 else gate
         for i in range(n):
@@ -130,50 +138,39 @@ def _cascade_kernel(cost, status, gate, recovery_gate):
                 continue
             for j in range(m):
                 c = cost[i, j]
-                if free[j] and np.isfinite(c) and c <= g:
+                if free[j] and c <= g:
                     rc[i] += 1
                     cc[j] += 1
                     if rc[i] > 1 or cc[j] > 1:
-                        return match, np.zeros(0, np.int64), False
+                        return match, m, False
         for i in range(n):
             if rc[i]:
                 for j in range(m):
-                    c = cost[i, j]
-                    if free[j] and np.isfinite(c) and c <= g:
+                    if free[j] and cost[i, j] <= g:
                         match[i] = j
                         break
         for i in range(n):
             if rc[i]:
                 free[match[i]] = False
-    k = 0
-    for j in range(m):
-        if free[j]:
-            k += 1
-    births = np.empty(k, np.int64)
-    k = 0
-    for j in range(m):
-        if free[j]:
-            births[k] = j
-            k += 1
-    return match, births, True
+                n_free -= 1
+    return match, n_free, True
 
 
-@compiled(nb.types.Tuple((_I1, _I1, F1, _I1, _I1, _B1, _B1, nb.int64, nb.int64))(
-    IIN1, IIN1, IN1, IIN1, IIN1, IIN1, IIN1, IN2, IN3, nb.float64, nb.boolean, nb.boolean,
+@compiled(nb.types.Tuple((_I1, _I1, F1, _B1, nb.int64, nb.int64))(
+    IIN1, IIN1, IN1, _I1, IIN1, _I1, IIN1, IN2, IN3, nb.float64, nb.boolean, nb.boolean,
     nb.int64, nb.int64, nb.int64, nb.float64, nb.float64, nb.boolean, nb.float64, nb.int64))
 def _lifecycle_kernel(status, hits, t_update, history, born_look, dup, match, pos, pcov, tf,
                       measured, tentative, window_mask, n_init, first, max_coast, max_cov_trace,
                       coalesce, coalesce_gate, coalesce_steps):
-    """The lifecycle rules of :meth:`Tracker.step` for all tracks in one call: new status, hits,
-    time of update, hit history and twin count, the updated and deletion masks, the number of
-    deletions and of surviving tentative tracks. Same rules, in the same order, as the masks
-    they replace (tentative expiry, coasting too long, covariance too large, twins)."""
+    """The lifecycle rules of :meth:`Tracker.step` for all tracks in one call: new status
+    (``_DELETED`` for the tracks to delete), hits, time of update and updated mask, the number
+    of deletions and of surviving tentative tracks; the hit history and twin count (internal,
+    never published) are updated in place. Same rules, in the same order, as the masks they
+    replace (tentative expiry, coasting too long, covariance too large, twins)."""
     n = status.shape[0]
     st = np.empty(n, np.int64)
     hits2 = np.empty(n, np.int64)
     tu = np.empty(n)
-    hist = history.copy()
-    dup2 = dup.copy()
     upd = np.empty(n, np.bool_)
     dead = np.zeros(n, np.bool_)
     for t in range(n):
@@ -186,7 +183,7 @@ def _lifecycle_kernel(status, hits, t_update, history, born_look, dup, match, po
             st[t] = 2 if s == 1 else s
         elif tentative:
             h = ((history[t] << 1) | (1 if u else 0)) & window_mask
-            hist[t] = h
+            history[t] = h
             bits = 0
             while h:
                 h &= h - 1
@@ -204,7 +201,7 @@ def _lifecycle_kernel(status, hits, t_update, history, born_look, dup, match, po
         if not trace <= max_cov_trace:  # NaN counts as too large
             dead[t] = True
     if coalesce and n == 1:
-        dup2[0] = 0
+        dup[0] = 0
     elif coalesce and n > 1:
         # twins: j lies within the coalescing gate of an older (i < j), reportable, live track
         # i, and at least one of the two missed this step
@@ -238,18 +235,18 @@ def _lifecycle_kernel(status, hits, t_update, history, born_look, dup, match, po
                     shadowed[j] = True
                     break
         for j in range(n):
-            dup2[j] = dup[j] + 1 if shadowed[j] else 0
-        for j in range(n):
-            if dup2[j] >= coalesce_steps:
+            dup[j] = dup[j] + 1 if shadowed[j] else 0
+            if dup[j] >= coalesce_steps:
                 dead[j] = True
     n_dead = 0
     n_tent = 0
     for t in range(n):
         if dead[t]:
+            st[t] = 3
             n_dead += 1
         elif st[t] == 0:
             n_tent += 1
-    return st, hits2, tu, hist, dup2, upd, dead, n_dead, n_tent
+    return st, hits2, tu, upd, n_dead, n_tent
 
 
 # ------------------------------------------------------------------------------ output
@@ -263,7 +260,7 @@ class _Derived(NamedTuple):
     t_update: FloatArray
     det_index: IntArray  # detection that updated each row, -1 if none (births not included)
     birth_dets: IntArray  # detection each birth came from (rows after ``det_index``'s)
-    innov: tuple[FloatArray, FloatArray, FloatArray] | None  # y, S, NIS (NaN: not updated)
+    innov: FloatArray | None  # rows [y, S row-major, NIS] (NaN: not updated); births not included
     labels: IntArray  # last associated label per row
 
 
@@ -312,13 +309,19 @@ def _derive(tr: Tracks, src: _Derived, name: str) -> Any:
         if src.birth_dets.shape[0]:
             return np.concatenate([src.det_index, src.birth_dets])
         return src.det_index.copy()
-    i = {"innovation": 0, "innovation_cov": 1, "nis": 2}[name]
-    shape = ((n, dz), (n, dz, dz), (n,))[i]
-    if src.innov is None:
+    shape = {"innovation": (n, dz), "innovation_cov": (n, dz, dz), "nis": (n,)}[name]
+    inn = src.innov
+    if inn is None:
         return np.full(shape, np.nan)
-    part = src.innov[i]
-    if part.shape[0] < n:  # births: not updated
-        return np.concatenate([part, np.full((n - part.shape[0], *shape[1:]), np.nan)])
+    k = inn.shape[0]
+    if name == "innovation":
+        part = inn[:, :dz]
+    elif name == "innovation_cov":
+        part = inn[:, dz:dz + dz * dz].reshape(k, dz, dz)
+    else:
+        part = inn[:, dz + dz * dz]
+    if k < n:  # births: not updated
+        return np.concatenate([part, np.full((n - k, *shape[1:]), np.nan)])
     return part
 
 
@@ -405,7 +408,8 @@ class Tracker:
             max(self._gate, chi2_gate(recovery_gate_probability, dz)) if self._guard else 0.0
         )
         self._coalesce_gate = chi2_gate(gate_probability, 2) if self._guard else 0.0
-        self._window_mask = np.int64((1 << self.init_window) - 1)
+        self._window_mask = (1 << self.init_window) - 1
+        self._coalescing = self._guard and self.coalesce_steps > 0
         # confirmation test on the hit-history bit mask: a lookup table for short windows
         self._confirm_lut: BoolArray | None = (
             np.bitwise_count(np.arange(1 << self.init_window)) >= self.n_init
@@ -477,14 +481,13 @@ class Tracker:
 
     def _update(self, x: FloatArray, P: FloatArray, dets: Detections, match: IntArray,
                 scores: FloatArray, labels: IntArray
-                ) -> tuple[FloatArray, FloatArray, FloatArray, FloatArray, FloatArray, FloatArray,
-                           IntArray]:
-        """Update the rows with ``match >= 0`` by their detections: x, P, y, S, NIS (NaN where
-        not updated), scores and labels, all for every row."""
+                ) -> tuple[FloatArray, FloatArray, FloatArray, FloatArray, IntArray]:
+        """Update the rows with ``match >= 0`` by their detections: x, P, innovation statistics
+        (rows [y, S row-major, NIS], NaN where not updated), scores and labels, all rows."""
         if self._fast:
-            out: tuple[FloatArray, FloatArray, FloatArray, FloatArray, FloatArray, FloatArray,
-                       IntArray] = kf_update_rows_kernel(
-                x, P, dets.z, dets.R, self._H, match, scores, labels, dets.scores, dets.labels)
+            out: tuple[FloatArray, FloatArray, FloatArray, FloatArray, IntArray] = (
+                kf_update_rows_kernel(x, P, dets.z, dets.R, self._H, match, scores, labels,
+                                      dets.scores, dets.labels))
             return out
         ti = np.flatnonzero(match >= 0)
         di = match[ti]
@@ -492,13 +495,11 @@ class Tracker:
         n, dz = x.shape[0], self._dz
         x, P = x.copy(), P.copy()
         x[ti], P[ti] = res.x, res.P
-        y = np.full((n, dz), np.nan)
-        S = np.full((n, dz, dz), np.nan)
-        nis = np.full(n, np.nan)
-        y[ti], S[ti], nis[ti] = res.y, res.S, res.nis
+        innov = np.full((n, dz + dz * dz + 1), np.nan)
+        innov[ti] = np.column_stack([res.y, res.S.reshape(-1, dz * dz), res.nis])
         scores, labels = scores.copy(), labels.copy()
         scores[ti], labels[ti] = dets.scores[di], dets.labels[di]
-        return x, P, y, S, nis, scores, labels
+        return x, P, innov, scores, labels
 
     def _meas(self, x: FloatArray, P: FloatArray) -> tuple[FloatArray, FloatArray]:
         """Predicted measurements H x and their covariances H P Hᵀ."""
@@ -523,28 +524,25 @@ class Tracker:
 
     # ------------------------------------------------------------------ association
     def _associate(self, x: FloatArray, P: FloatArray, dets: Detections
-                   ) -> tuple[IntArray, IntArray]:
-        """Detection matched to each track row (-1: none) and the unmatched detections."""
+                   ) -> tuple[IntArray, int]:
+        """Detection matched to each track row (-1: none) and the number of unmatched ones."""
         zp, Sp = self._meas(x, P)
         if self.gating == "iou":
             cost = 1.0 - iou_matrix_z(zp, dets.z)
             feasible = cost <= self._gate
             ti, di = _one_to_one(cost, feasible)
         else:
+            match, n_left, simple = _associate_kernel(
+                zp, Sp, dets.z, dets.R, self._status, self._gate, self._recovery_gate)
+            if simple:
+                return match, n_left
             cost, bad = mahalanobis_kernel(zp, Sp, dets.z, dets.R)
             if bad:
                 cost = _resolve_singular(cost, zp, Sp, dets.z, dets.R)
-            else:
-                match, births, simple = _cascade_kernel(
-                    cost, self._status, self._gate, self._recovery_gate)
-                if simple:
-                    return match, births
             ti, di = self._cascade(cost)
         match = np.full(x.shape[0], -1, np.int64)
         match[ti] = di
-        used = np.zeros(dets.z.shape[0], bool)
-        used[di] = True
-        return match, np.flatnonzero(~used)
+        return match, dets.z.shape[0] - ti.shape[0]
 
     def _cascade(self, cost: FloatArray) -> tuple[IntArray, IntArray]:
         """Gated association in priority order (Mahalanobis gating).
@@ -594,8 +592,8 @@ class Tracker:
         n = self._ids.shape[0]
         self._step_no += 1
         x, P = self._predicted(tf)
-        match = _constant(n, -1)
-        innov: tuple[FloatArray, FloatArray, FloatArray] | None = None
+        match: IntArray | None = None
+        innov: FloatArray | None = None
         scores, labels = self._scores, self._labels
         births = _NO_INT
         measured = detections is not None
@@ -603,37 +601,40 @@ class Tracker:
             self._look_no += 1
             m = detections.z.shape[0]
             if n and m:
-                match, births = self._associate(x, P, detections)
-                if births.shape[0] < m:
-                    x, P, y, S, nis, scores, labels = self._update(
+                match, n_left = self._associate(x, P, detections)
+                if n_left < m:
+                    x, P, innov, scores, labels = self._update(
                         x, P, detections, match, scores, labels)
-                    innov = (y, S, nis)
+                if n_left:
+                    used = np.zeros(m, bool)
+                    used[match[match >= 0]] = True
+                    births = np.flatnonzero(~used)
             elif m:
                 births = np.arange(m, dtype=np.int64)
 
         # ---- lifecycle (one pass over the existing tracks)
         status, hits, t_update = self._status, self._hits, self._t_update
         updated: BoolArray = _constant(0, True)
-        dead: BoolArray = updated
         n_dead = n_tent = 0
+        if match is None:
+            match = _constant(n, -1)
         if n:
             if self._pos01:
                 pos, pcov = x[:, :2], P[:, :2, :2]
             else:
                 pos = np.asarray(self.model.position(x), dtype=np.float64)
                 pcov = np.asarray(self.model.position_cov(P), dtype=np.float64)
-            (status, hits, t_update, self._history, self._dup, updated, dead, n_dead, n_tent
-             ) = _lifecycle_kernel(
+            status, hits, t_update, updated, n_dead, n_tent = _lifecycle_kernel(
                 status, hits, self._t_update, self._history, self._born_look, self._dup, match,
                 pos, pcov, tf, measured, self._n_tentative > 0, self._window_mask, self.n_init,
                 self._look_no + 1 - self.init_window, self.max_coast, self.max_cov_trace,
-                self._guard and self.coalesce_steps > 0 and measured, self._coalesce_gate,
+                self._coalescing and measured, self._coalesce_gate,
                 self.coalesce_steps)
         self.deleted_ids = _NO_INT
         born = self._born
         if n_dead:
-            keep = ~dead
-            self.deleted_ids = _frozen(self._ids[dead])
+            keep = status != _DELETED
+            self.deleted_ids = _frozen(self._ids[~keep])
             x, P, status, hits, t_update, updated, match = (
                 x[keep], P[keep], status[keep], hits[keep], t_update[keep], updated[keep],
                 match[keep],
@@ -644,7 +645,7 @@ class Tracker:
                 self._dup[keep],
             )
             if innov is not None:
-                innov = (innov[0][keep], innov[1][keep], innov[2][keep])
+                innov = innov[keep]
 
         # ---- births from unmatched detections
         if births.size:
@@ -715,7 +716,7 @@ class Tracker:
         self, t: float, x: FloatArray, P: FloatArray, status: IntArray, updated: BoolArray,
         hits: IntArray, t_update: FloatArray, scores: FloatArray, labels: IntArray,
         born: IntArray, step_no: int, det_index: IntArray, birth_dets: IntArray,
-        innov: tuple[FloatArray, FloatArray, FloatArray] | None,
+        innov: FloatArray | None,
     ) -> Tracks:
         out = object.__new__(_StepTracks)
         out.__dict__.update(
