@@ -128,7 +128,7 @@ def _associate_kernel(zp, Sp, z, R, status, gate, recovery_gate):
     for stage in range(3):
         g = recovery_gate if stage == 1 else gate
         for i in range(n):
-            tentative = status[i] == 0
+            tentative = status[i] == _TENTATIVE
             rows[i] = tentative if stage == 2 else (not tentative and match[i] < 0)
             rc[i] = 0
         for j in range(m):
@@ -180,7 +180,7 @@ def _lifecycle_kernel(status, hits, t_update, history, born_look, dup, match, po
         tu[t] = tf if u else t_update[t]
         s = status[t]
         if not measured:
-            st[t] = 2 if s == 1 else s
+            st[t] = _COASTING if s == _CONFIRMED else s
         elif tentative:
             h = ((history[t] << 1) | (1 if u else 0)) & window_mask
             history[t] = h
@@ -188,13 +188,13 @@ def _lifecycle_kernel(status, hits, t_update, history, born_look, dup, match, po
             while h:
                 h &= h - 1
                 bits += 1
-            if s == 0 and not bits >= n_init:
-                st[t] = 0
+            if s == _TENTATIVE and not bits >= n_init:  # not (yet) confirmed
+                st[t] = _TENTATIVE
                 dead[t] = not u and born_look[t] <= first
             else:
-                st[t] = 1 if u else 2
+                st[t] = _CONFIRMED if u else _COASTING
         else:
-            st[t] = 1 if u else 2
+            st[t] = _CONFIRMED if u else _COASTING
         if (tf - tu[t]) > max_coast:
             dead[t] = True
         trace = pcov[t, 0, 0] + pcov[t, 1, 1]
@@ -203,8 +203,10 @@ def _lifecycle_kernel(status, hits, t_update, history, born_look, dup, match, po
     if coalesce and n == 1:
         dup[0] = 0
     elif coalesce and n > 1:
-        # twins: j lies within the coalescing gate of an older (i < j), reportable, live track
-        # i, and at least one of the two missed this step
+        # Twins: a track that for ``coalesce_steps`` measurement steps in a row lies within the
+        # gate of an older (i < j: rows are in ID order) reportable, live track, the two never
+        # updated in the same step, follows the same object (two objects side by side are both
+        # detected); the younger is deleted. Only pairs where one of the two missed are tested.
         missed = np.empty(n, np.int64)
         n_missed = 0
         for t in range(n):
@@ -220,7 +222,7 @@ def _lifecycle_kernel(status, hits, t_update, history, born_look, dup, match, po
                 i = q if not upd[j] else missed[q]
                 if i >= j:
                     break
-                if st[i] == 0 or dead[i]:
+                if st[i] == _TENTATIVE or dead[i]:
                     continue
                 d0 = pos[j, 0] - pos[i, 0]
                 d1 = pos[j, 1] - pos[i, 1]
@@ -242,9 +244,9 @@ def _lifecycle_kernel(status, hits, t_update, history, born_look, dup, match, po
     n_tent = 0
     for t in range(n):
         if dead[t]:
-            st[t] = 3
+            st[t] = _DELETED
             n_dead += 1
-        elif st[t] == 0:
+        elif st[t] == _TENTATIVE:
             n_tent += 1
     return st, hits2, tu, upd, n_dead, n_tent
 
@@ -410,11 +412,6 @@ class Tracker:
         self._coalesce_gate = chi2_gate(gate_probability, 2) if self._guard else 0.0
         self._window_mask = (1 << self.init_window) - 1
         self._coalescing = self._guard and self.coalesce_steps > 0
-        # confirmation test on the hit-history bit mask: a lookup table for short windows
-        self._confirm_lut: BoolArray | None = (
-            np.bitwise_count(np.arange(1 << self.init_window)) >= self.n_init
-            if self.init_window <= 16 else None
-        )
         # the position covariance is the leading 2×2 block (a slice, no model call)
         self._pos01 = type(self.model).position_cov is PositionFirst.position_cov
         # the vectorized backend is called without re-validating what the tracker guarantees

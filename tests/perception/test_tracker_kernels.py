@@ -11,6 +11,7 @@ from perception.association import chi2_gate, mahalanobis_cost, mahalanobis_kern
 from perception.detections import Detections
 from perception.kalman import kf_update
 from perception.kernels import kf_update_rows_kernel
+from perception.models import make_model
 from perception.tracker import Tracker, _associate_kernel, _lifecycle_kernel
 
 Arr = np.ndarray
@@ -225,3 +226,36 @@ def test_lifecycle_kernel_equals_the_mask_rules(seed: int) -> None:
     np.testing.assert_array_equal(d2, edup)
     assert n_dead == int(edead.sum())
     assert n_tent == int(np.count_nonzero((est == _T) & ~edead))
+
+
+def kinematic_F_reference(order: int, dt: float) -> Arr:
+    n = order + 1
+    F1 = np.zeros((n, n))
+    for i in range(n):
+        for j in range(i, n):
+            F1[i, j] = dt ** (j - i) / float(np.prod(np.arange(1, j - i + 1)))
+    return np.kron(F1, np.eye(2)).astype(np.float64)
+
+
+def kinematic_Q_reference(order: int, dt: float, q: float) -> Arr:
+    n = order + 1
+    Q1 = np.zeros((n, n))
+    fact = [1.0, 1.0, 2.0, 6.0]
+    for i in range(n):
+        for j in range(n):
+            pi, pj = order - i, order - j
+            e = pi + pj + 1
+            Q1[i, j] = q * dt**e / (e * fact[pi] * fact[pj])
+    return np.kron(Q1, np.eye(2)).astype(np.float64)
+
+
+@pytest.mark.parametrize("model", ["cv", "ca"])
+def test_kinematic_F_and_Q_equal_the_kron_formulation(model: str) -> None:
+    rng = np.random.default_rng(7)
+    for q in (0.0, 0.37, 1.0, 12.5):
+        m = make_model(model, q)
+        order = 1 if model == "cv" else 2
+        for dt in [0.0, 1e-300, 0.1, 0.30000000000000004 - 0.2, *rng.uniform(0.0, 5.0, 40)]:
+            np.testing.assert_array_equal(m.F(float(dt)), kinematic_F_reference(order, float(dt)))
+            np.testing.assert_array_equal(m.Q(float(dt)),
+                                          kinematic_Q_reference(order, float(dt), q))
