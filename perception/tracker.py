@@ -256,6 +256,7 @@ class _Derived(NamedTuple):
     """What the lazily derived fields of one step's :class:`Tracks` are computed from."""
 
     model: MotionModel
+    pos01: bool  # the model's position and its covariance are the leading components
     dz: int
     step_no: int
     born: IntArray
@@ -295,8 +296,12 @@ def _derive(tr: Tracks, src: _Derived, name: str) -> Any:
     n = tr.ids.shape[0]
     dz = src.dz
     if name == "position":
+        if src.pos01:
+            return _frozen(tr.x[:, :2])
         return _frozen(np.asarray(src.model.position(tr.x), dtype=np.float64))
     if name == "position_cov":
+        if src.pos01:
+            return _frozen(tr.P[:, :2, :2])
         return _frozen(np.asarray(src.model.position_cov(tr.P), dtype=np.float64))
     if name == "cov_trace":
         pc = tr.position_cov
@@ -412,12 +417,13 @@ class Tracker:
         self._coalesce_gate = chi2_gate(gate_probability, 2) if self._guard else 0.0
         self._window_mask = (1 << self.init_window) - 1
         self._coalescing = self._guard and self.coalesce_steps > 0
-        # the position covariance is the leading 2×2 block (a slice, no model call)
-        self._pos01 = type(self.model).position_cov is PositionFirst.position_cov
+        # position and its covariance are the leading components (slices, no model call)
+        self._pos01 = (type(self.model).position_cov is PositionFirst.position_cov
+                       and type(self.model).position is PositionFirst.position)
         # the vectorized backend is called without re-validating what the tracker guarantees
         self._fast = isinstance(self.backend, VectorizedKalman)
         self._constrain = getattr(self.model, "constrain", None)
-        self._fq: tuple[float, FloatArray, FloatArray] = (math.nan, self._H, self._H)
+        self._fq: dict[float, tuple[FloatArray, FloatArray]] = {}  # F and Q by dt
         self._next_id = 0
         self.reset()
 
@@ -471,10 +477,13 @@ class Tracker:
         dt = t - self._t
         if not self._fast:
             return predict_model(self.model, self._x, self._P, dt, self.backend)
-        if dt != self._fq[0]:
-            self._fq = (dt, self.model.F(dt), self.model.Q(dt))
+        fq = self._fq.get(dt)
+        if fq is None:
+            if len(self._fq) >= 64:
+                self._fq.clear()
+            fq = self._fq[dt] = (self.model.F(dt), self.model.Q(dt))
         x = self._x if self._constrain is None else self._constrain(self._x, dt)
-        return _kf_predict_core(x, self._P, self._fq[1], self._fq[2])
+        return _kf_predict_core(x, self._P, fq[0], fq[1])
 
     def _update(self, x: FloatArray, P: FloatArray, dets: Detections, match: IntArray,
                 scores: FloatArray, labels: IntArray
@@ -719,7 +728,7 @@ class Tracker:
         out.__dict__.update(
             t=t, sensor=self.sensor, ids=self._ids, status=status, x=x, P=P, hits=hits,
             updated=updated, scores=scores, space=self.model.space,
-            _src=_Derived(self.model, self._dz, step_no, born, t_update, det_index, birth_dets,
-                          innov, labels),
+            _src=_Derived(self.model, self._pos01, self._dz, step_no, born, t_update, det_index,
+                          birth_dets, innov, labels),
         )
         return out
