@@ -88,6 +88,7 @@ def _frozen(a: NDArray[Any]) -> NDArray[Any]:
 
 
 _NO_INT = _frozen(np.zeros(0, np.int64))
+_NO_BOOL = _frozen(np.zeros(0, bool))
 _CONSTANTS: dict[tuple[int, int, bool], NDArray[Any]] = {}
 
 
@@ -620,7 +621,7 @@ class Tracker:
 
         # ---- lifecycle (one pass over the existing tracks)
         status, hits, t_update = self._status, self._hits, self._t_update
-        updated: BoolArray = _constant(0, True)
+        updated: BoolArray = _NO_BOOL
         n_dead = n_tent = 0
         if match is None:
             match = _constant(n, -1)
@@ -683,14 +684,13 @@ class Tracker:
                 n_tent += mb
         self._n_tentative = n_tent
 
-        self._x, self._P, self._hits, self._scores = (
-            _frozen(x), _frozen(P), _frozen(hits), _frozen(scores)
-        )
-        self._status = _frozen(status)
+        for a in (x, P, hits, scores, status, updated):
+            a.setflags(write=False)
+        self._x, self._P, self._hits, self._scores, self._status = x, P, hits, scores, status
         self._t_update, self._labels, self._born = t_update, labels, born
         self._t = tf
-        return self._output(tf, self._x, self._P, self._status, _frozen(updated), self._hits,
-                            t_update, scores, labels, born, self._step_no, match, births, innov)
+        return self._output(tf, x, P, status, updated, hits, t_update, scores, labels, born,
+                            self._step_no, match, births, innov)
 
     def _doppler_init(
         self, x: FloatArray, P: FloatArray, z: FloatArray, rr: FloatArray
