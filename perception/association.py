@@ -1,6 +1,6 @@
 """Gated data association: cost matrices (Mahalanobis, IoU) and one-to-one Hungarian assignment.
 
-Everything is vectorized over all (track, detection) pairs (IoU in one compiled call); the
+Each cost matrix is one compiled call over all (track, detection) pairs (Mahalanobis, IoU); the
 assignment never returns a pair whose cost lies outside its gate.
 """
 
@@ -8,13 +8,14 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
+import numba as nb
 import numpy as np
 from numpy.typing import NDArray
 from scipy.optimize import linear_sum_assignment
 from scipy.stats import chi2
 
 from perception.detections import z_to_xyxy
-from perception.kernels import iou_kernel
+from perception.kernels import F2, IN2, IN3, compiled, iou_kernel
 
 FloatArray = NDArray[np.float64]
 IntArray = NDArray[np.int64]
@@ -46,31 +47,107 @@ def _solve(S: FloatArray, y: FloatArray) -> FloatArray:
     return np.asarray(out, dtype=np.float64)
 
 
-def _cholesky_d2(zp: FloatArray, Sp: FloatArray, zd: FloatArray, Rd: FloatArray) -> FloatArray:
-    """d² = |L⁻¹ y|², y = z_j − ẑ_i, with S = L Lᵀ factored entry-wise over the (T, D) pair grid.
+@nb.njit(cache=True, nogil=True, fastmath=False, boundscheck=False, error_model="numpy")
+def mahalanobis_body(zp, Sp, zd, Rd):
+    """:func:`mahalanobis_kernel`'s computation, callable from other compiled kernels."""
+    n_t, m = zp.shape
+    n_d = zd.shape[0]
+    d2 = np.empty((n_t, n_d))
+    shared = True
+    for j in range(1, n_d):
+        for a in range(m):
+            for b in range(m):
+                if not Rd[j, a, b] == Rd[0, a, b]:
+                    shared = False
+    zt = np.empty((m, n_d))
+    Rt = np.empty((m, m, n_d))
+    for j in range(n_d):
+        for a in range(m):
+            zt[a, j] = zd[j, a]
+            for b in range(m):
+                Rt[a, b, j] = Rd[0 if shared else j, a, b]
+    L = np.empty((m, m, n_d))
+    Ls = np.empty((m, m))
+    w = np.empty((m, n_d))
+    v = np.empty(n_d)
+    acc = np.empty(n_d)
+    bad = 0
+    for i in range(n_t):
+        if shared:  # one factor for the row: S does not depend on the detection
+            for a in range(m):
+                for b in range(a + 1):
+                    u = Sp[i, a, b] + Rt[a, b, 0]
+                    for k in range(b):
+                        u = u - Ls[a, k] * Ls[b, k]
+                    if a == b:
+                        Ls[a, b] = np.sqrt(u) if u > 0.0 else np.nan
+                    else:
+                        Ls[a, b] = u / Ls[b, b]
+            for a in range(m):
+                c = zp[i, a]
+                for j in range(n_d):
+                    v[j] = zt[a, j] - c
+                for k in range(a):
+                    f = Ls[a, k]
+                    for j in range(n_d):
+                        v[j] = v[j] - f * w[k, j]
+                g = Ls[a, a]
+                for j in range(n_d):
+                    u = v[j] / g
+                    w[a, j] = u
+                    acc[j] = (0.0 if a == 0 else acc[j]) + u * u
+        else:
+            for a in range(m):
+                for b in range(a + 1):
+                    s = Sp[i, a, b]
+                    for j in range(n_d):
+                        v[j] = s + Rt[a, b, j]
+                    for k in range(b):
+                        for j in range(n_d):
+                            v[j] = v[j] - L[a, k, j] * L[b, k, j]
+                    if a == b:
+                        for j in range(n_d):
+                            L[a, a, j] = np.sqrt(v[j]) if v[j] > 0.0 else np.nan
+                    else:
+                        for j in range(n_d):
+                            L[a, b, j] = v[j] / L[b, b, j]
+            for a in range(m):
+                c = zp[i, a]
+                for j in range(n_d):
+                    v[j] = zt[a, j] - c
+                for k in range(a):
+                    for j in range(n_d):
+                        v[j] = v[j] - L[a, k, j] * w[k, j]
+                for j in range(n_d):
+                    u = v[j] / L[a, a, j]
+                    w[a, j] = u
+                    acc[j] = (0.0 if a == 0 else acc[j]) + u * u
+        for j in range(n_d):
+            d2[i, j] = acc[j]
+            if not np.isfinite(acc[j]):
+                bad += 1
+    return d2, bad
 
-    The loops run over the (small) measurement dimension only; each operation is one array op
-    over all pairs. With a single shared R (``Rd`` of length 1) the factor broadcasts as (T, 1).
-    A pair whose S is not positive definite comes out non-finite.
+
+@compiled(nb.types.Tuple((F2, nb.int64))(IN2, IN3, IN2, IN3))
+def mahalanobis_kernel(zp, Sp, zd, Rd):
+    """d²[i, j] = |L⁻¹ y|², y = z_j − ẑ_i, S = Sp_i + R_j = L Lᵀ (Cholesky), and the number of
+    pairs whose S is not positive definite (their d² is non-finite). One call for all pairs.
+
+    Detections-last (each innermost loop runs over the detections, so it vectorises); when all
+    detections share one R, each track's factor is computed once instead of once per pair.
     """
-    m = zp.shape[1]
-    L: dict[tuple[int, int], FloatArray] = {}
-    with np.errstate(divide="ignore", invalid="ignore"):
-        for a in range(m):
-            for b in range(a + 1):
-                v = Sp[:, None, a, b] + Rd[None, :, a, b]
-                for k in range(b):
-                    v = v - L[a, k] * L[b, k]
-                L[a, b] = np.sqrt(np.where(v > 0.0, v, np.nan)) if a == b else v / L[b, b]
-        w: list[FloatArray] = []
-        d2 = np.zeros((zp.shape[0], zd.shape[0]))
-        for a in range(m):
-            v = zd[None, :, a] - zp[:, None, a]
-            for k in range(a):
-                v = v - L[a, k] * w[k]
-            v = v / L[a, a]
-            w.append(v)
-            d2 = d2 + v * v
+    return mahalanobis_body(zp, Sp, zd, Rd)
+
+
+def _resolve_singular(
+    d2: FloatArray, zp: FloatArray, Sp: FloatArray, zd: FloatArray, Rd: FloatArray
+) -> FloatArray:
+    """``d2`` with its non-finite entries (S not positive definite) recomputed by a solve, or a
+    pseudo-inverse where S is singular."""
+    ti, di = np.nonzero(~np.isfinite(d2))
+    y = zd[di] - zp[ti]
+    d2[ti, di] = np.einsum("ni,ni->n", y, _solve(Sp[ti] + Rd[di], y))
     return d2
 
 
@@ -81,7 +158,7 @@ def mahalanobis_cost(
 
     ``z_pred`` (T, m) predicted measurements and ``S_pred`` (T, m, m) their covariances H P Hᵀ;
     ``z`` (D, m) detections with covariances ``R`` (D, m, m). Returns (T, D). Vectorized over
-    all pairs (Cholesky over the pair grid); the rare pair whose S is singular is solved with a
+    all pairs (one compiled Cholesky per pair); the rare pair whose S is singular is solved with a
     pseudo-inverse instead.
     """
     zp = np.asarray(z_pred, dtype=np.float64)
@@ -91,14 +168,8 @@ def mahalanobis_cost(
     n_t, n_d = zp.shape[0], zd.shape[0]
     if n_t == 0 or n_d == 0:
         return np.zeros((n_t, n_d))
-    shared = bool(np.all(Rd == Rd[0]))
-    d2 = _cholesky_d2(zp, Sp, zd, Rd[:1] if shared else Rd)
-    bad = ~np.isfinite(d2)
-    if np.any(bad):
-        ti, di = np.nonzero(bad)
-        y = zd[di] - zp[ti]
-        d2[ti, di] = np.einsum("ni,ni->n", y, _solve(Sp[ti] + Rd[di], y))
-    return d2
+    d2, bad = mahalanobis_kernel(zp, Sp, zd, Rd)
+    return _resolve_singular(d2, zp, Sp, zd, Rd) if bad else d2
 
 
 def iou_matrix(a_xyxy: FloatArray, b_xyxy: FloatArray) -> FloatArray:

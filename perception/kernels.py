@@ -100,8 +100,8 @@ def kf_predict_kernel(x, P, F, Q):
     return x2, P2
 
 
-@compiled(nb.types.Tuple((F2, F3, F2, F3, F1))(IN2, IN3, IN2, IN3, IN2))
-def kf_update_kernel(x, P, z, R, H):
+@nb.njit(cache=True, nogil=True, fastmath=False, boundscheck=False, error_model="numpy")
+def _kf_update_body(x, P, z, R, H):
     """Joseph-form update of track t with measurement row t, for every track.
 
     The equations of filterpy's ``KalmanFilter.update``: y = z − H x, S = H P Hᵀ + R,
@@ -226,6 +226,80 @@ def kf_update_kernel(x, P, z, R, H):
             for b in range(dz):
                 S[t, a, b] = St[a, b, t]
     return x2, P2, y, S, nis
+
+
+@compiled(nb.types.Tuple((F2, F3, F2, F3, F1))(IN2, IN3, IN2, IN3, IN2))
+def kf_update_kernel(x, P, z, R, H):
+    """Joseph-form update of track t with measurement row t, for every track (see
+    ``_kf_update_body``). Returns x', P', y, S and the NIS yᵀ S⁻¹ y."""
+    return _kf_update_body(x, P, z, R, H)
+
+
+@compiled(nb.types.Tuple((F2, F3, F2, F1, nb.int64[::1]))(
+    IN2, IN3, IN2, IN3, IN2, IIN1, IN1, IIN1, IN1, IIN1))
+def kf_update_rows_kernel(x, P, z, R, H, match, scores, labels, det_scores, det_labels):
+    """Update the tracks with ``match[t] >= 0`` by detection ``match[t]`` (the others copied).
+
+    One call for a tracker's whole update: gathers the matched rows, runs the same update as
+    ``kf_update_kernel`` and scatters back, so x', P' and the score and label of the last
+    associated detection come out for all N tracks. The innovation statistics come packed in
+    one (N, dz + dz² + 1) array, row t = [y, S (row-major), NIS], NaN where not updated (each
+    returned array costs a boxing; the consumer takes views).
+    """
+    n, dx = x.shape
+    dz = H.shape[0]
+    k = 0
+    for t in range(n):
+        if match[t] >= 0:
+            k += 1
+    xs = np.empty((k, dx))
+    Ps = np.empty((k, dx, dx))
+    zs = np.empty((k, dz))
+    Rs = np.empty((k, dz, dz))
+    r = 0
+    for t in range(n):
+        d = match[t]
+        if d < 0:
+            continue
+        for i in range(dx):
+            xs[r, i] = x[t, i]
+            for j in range(dx):
+                Ps[r, i, j] = P[t, i, j]
+        for a in range(dz):
+            zs[r, a] = z[d, a]
+            for b in range(dz):
+                Rs[r, a, b] = R[d, a, b]
+        r += 1
+    xu, Pu, yu, Su, nisu = _kf_update_body(xs, Ps, zs, Rs, H)
+    x2 = np.empty((n, dx))
+    P2 = np.empty((n, dx, dx))
+    innov = np.full((n, dz + dz * dz + 1), np.nan)
+    sc = np.empty(n)
+    lb = np.empty(n, np.int64)
+    r = 0
+    for t in range(n):
+        d = match[t]
+        if d < 0:
+            for i in range(dx):
+                x2[t, i] = x[t, i]
+                for j in range(dx):
+                    P2[t, i, j] = P[t, i, j]
+            sc[t] = scores[t]
+            lb[t] = labels[t]
+            continue
+        for i in range(dx):
+            x2[t, i] = xu[r, i]
+            for j in range(dx):
+                P2[t, i, j] = Pu[r, i, j]
+        for a in range(dz):
+            innov[t, a] = yu[r, a]
+            for b in range(dz):
+                innov[t, dz + a * dz + b] = Su[r, a, b]
+        innov[t, dz + dz * dz] = nisu[r]
+        sc[t] = det_scores[d]
+        lb[t] = det_labels[d]
+        r += 1
+    return x2, P2, innov, sc, lb
 
 
 @compiled(F2(IN2, IN2))

@@ -69,6 +69,16 @@ def _frozen(a: FloatArray) -> FloatArray:
     return a
 
 
+_EYE2 = np.eye(2)
+
+
+def _kron_eye2(A: FloatArray) -> FloatArray:
+    """``np.kron(A, eye(2))`` (the same products A[i, j] · I[k, l]) without kron's overhead."""
+    n = A.shape[0]
+    out: FloatArray = (A[:, None, :, None] * _EYE2[None, :, None, :]).reshape(2 * n, 2 * n)
+    return out
+
+
 @lru_cache(maxsize=256)
 def _kinematic_F(order: int, dt: float) -> FloatArray:
     """Planar kinematic transition for states [pos(2), vel(2), (acc(2))], order 1 or 2."""
@@ -76,8 +86,8 @@ def _kinematic_F(order: int, dt: float) -> FloatArray:
     F1 = np.zeros((n, n))
     for i in range(n):
         for j in range(i, n):
-            F1[i, j] = dt ** (j - i) / float(np.prod(np.arange(1, j - i + 1)))
-    return _frozen(np.kron(F1, np.eye(2)).astype(np.float64))
+            F1[i, j] = dt ** (j - i) / float(math.factorial(j - i))
+    return _frozen(_kron_eye2(F1))
 
 
 @lru_cache(maxsize=256)
@@ -94,7 +104,7 @@ def _kinematic_Q(order: int, dt: float, q: float) -> FloatArray:
             pi, pj = order - i, order - j
             e = pi + pj + 1
             Q1[i, j] = q * dt**e / (e * fact[pi] * fact[pj])
-    return _frozen(np.kron(Q1, np.eye(2)).astype(np.float64))
+    return _frozen(_kron_eye2(Q1))
 
 
 class PositionFirst:

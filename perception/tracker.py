@@ -7,9 +7,11 @@ masks, compact, append births. IDs come from a monotone counter and are never re
 With a handful of tracks per frame a step costs what its numpy calls cost, whatever their size,
 so the hot path is written to make few of them: state arrays are never modified in place once a
 step has published them (the returned :class:`Tracks` shares them read-only instead of copying),
-derived output fields are computed on first access, association skips the Hungarian solver when
-the gated pairs are already one-to-one, and tentative-track bookkeeping is skipped when there
-are none.
+derived output fields are computed on first access, and the step is a few compiled calls over
+all tracks: predict, the Mahalanobis cost matrix, the association cascade (which hands over to
+the Hungarian solver only when a stage's gated pairs are not already one-to-one), the update of
+the matched rows, and the lifecycle rules. Kernels return fresh arrays, and each array a kernel
+returns costs about half a microsecond to hand back, so they return only what the step keeps.
 """
 
 from __future__ import annotations
@@ -17,25 +19,35 @@ from __future__ import annotations
 import math
 from typing import Any, Literal, NamedTuple
 
+import numba as nb
 import numpy as np
 from numpy.typing import NDArray
 
 from perception.association import (
     _one_to_one,
+    _resolve_singular,
     associate,
     chi2_gate,
     iou_matrix_z,
-    mahalanobis_cost,
+    mahalanobis_body,
+    mahalanobis_kernel,
 )
 from perception.detections import Detections
 from perception.errors import TrackerError
 from perception.kalman import (
     KalmanBackend,
-    UpdateResult,
     VectorizedKalman,
     _kf_predict_core,
-    _kf_update_core,
     make_backend,
+)
+from perception.kernels import (
+    F1,
+    IIN1,
+    IN1,
+    IN2,
+    IN3,
+    compiled,
+    kf_update_rows_kernel,
 )
 from perception.models import (
     MotionModel,
@@ -51,8 +63,9 @@ BoolArray = NDArray[np.bool_]
 
 _MAX_WINDOW = 62  # hit history is a bit mask in an int64
 # plain ints: comparing arrays against IntEnum members costs an enum lookup per use
-_TENTATIVE, _CONFIRMED, _COASTING = (
-    int(TrackStatus.TENTATIVE), int(TrackStatus.CONFIRMED), int(TrackStatus.COASTING)
+_TENTATIVE, _CONFIRMED, _COASTING, _DELETED = (
+    int(TrackStatus.TENTATIVE), int(TrackStatus.CONFIRMED), int(TrackStatus.COASTING),
+    int(TrackStatus.DELETED),
 )
 
 #: Variance (m/s)² of a range rate used to seed a new track's radial velocity: generous next to
@@ -75,6 +88,7 @@ def _frozen(a: NDArray[Any]) -> NDArray[Any]:
 
 
 _NO_INT = _frozen(np.zeros(0, np.int64))
+_NO_BOOL = _frozen(np.zeros(0, bool))
 _CONSTANTS: dict[tuple[int, int, bool], NDArray[Any]] = {}
 
 
@@ -90,20 +104,167 @@ def _constant(n: int, value: int | bool) -> NDArray[Any]:
     return a
 
 
+# ------------------------------------------------------------------------------ kernels
+_I1 = nb.int64[::1]
+_B1 = nb.boolean[::1]
+
+
+@compiled(nb.types.Tuple((_I1, nb.int64, nb.boolean))(
+    IN2, IN3, IN2, IN3, IIN1, nb.float64, nb.float64))
+def _associate_kernel(zp, Sp, z, R, status, gate, recovery_gate):
+    """Mahalanobis gating and :meth:`Tracker._cascade` in one call for the common case: every
+    distance finite and every stage's gated pairs already one-to-one. Returns the detection
+    per track row (-1: none), the number of unmatched detections, and False when the case is
+    not the common one (the caller then runs the general path)."""
+    cost, bad = mahalanobis_body(zp, Sp, z, R)
+    n, m = cost.shape
+    match = np.full(n, -1, np.int64)
+    if bad:
+        return match, m, False
+    free = np.ones(m, np.bool_)
+    rows = np.zeros(n, np.bool_)
+    rc = np.zeros(n, np.int64)
+    cc = np.zeros(m, np.int64)
+    n_free = m
+    for stage in range(3):
+        g = recovery_gate if stage == 1 else gate
+        for i in range(n):
+            tentative = status[i] == _TENTATIVE
+            rows[i] = tentative if stage == 2 else (not tentative and match[i] < 0)
+            rc[i] = 0
+        for j in range(m):
+            cc[j] = 0
+        for i in range(n):
+            if not rows[i]:
+                continue
+            for j in range(m):
+                c = cost[i, j]
+                if free[j] and c <= g:
+                    rc[i] += 1
+                    cc[j] += 1
+                    if rc[i] > 1 or cc[j] > 1:
+                        return match, m, False
+        for i in range(n):
+            if rc[i]:
+                for j in range(m):
+                    if free[j] and cost[i, j] <= g:
+                        match[i] = j
+                        break
+        for i in range(n):
+            if rc[i]:
+                free[match[i]] = False
+                n_free -= 1
+    return match, n_free, True
+
+
+@compiled(nb.types.Tuple((_I1, _I1, F1, _B1, nb.int64, nb.int64))(
+    IIN1, IIN1, IN1, _I1, IIN1, _I1, IIN1, IN2, IN3, nb.float64, nb.boolean, nb.boolean,
+    nb.int64, nb.int64, nb.int64, nb.float64, nb.float64, nb.boolean, nb.float64, nb.int64))
+def _lifecycle_kernel(status, hits, t_update, history, born_look, dup, match, pos, pcov, tf,
+                      measured, tentative, window_mask, n_init, first, max_coast, max_cov_trace,
+                      coalesce, coalesce_gate, coalesce_steps):
+    """The lifecycle rules of :meth:`Tracker.step` for all tracks in one call: new status
+    (``_DELETED`` for the tracks to delete), hits, time of update and updated mask, the number
+    of deletions and of surviving tentative tracks; the hit history and twin count (internal,
+    never published) are updated in place. Same rules, in the same order, as the masks they
+    replace (tentative expiry, coasting too long, covariance too large, twins)."""
+    n = status.shape[0]
+    st = np.empty(n, np.int64)
+    hits2 = np.empty(n, np.int64)
+    tu = np.empty(n)
+    upd = np.empty(n, np.bool_)
+    dead = np.zeros(n, np.bool_)
+    for t in range(n):
+        u = match[t] >= 0
+        upd[t] = u
+        hits2[t] = hits[t] + 1 if u else hits[t]
+        tu[t] = tf if u else t_update[t]
+        s = status[t]
+        if not measured:
+            st[t] = _COASTING if s == _CONFIRMED else s
+        elif tentative:
+            h = ((history[t] << 1) | (1 if u else 0)) & window_mask
+            history[t] = h
+            bits = 0
+            while h:
+                h &= h - 1
+                bits += 1
+            if s == _TENTATIVE and not bits >= n_init:  # not (yet) confirmed
+                st[t] = _TENTATIVE
+                dead[t] = not u and born_look[t] <= first
+            else:
+                st[t] = _CONFIRMED if u else _COASTING
+        else:
+            st[t] = _CONFIRMED if u else _COASTING
+        if (tf - tu[t]) > max_coast:
+            dead[t] = True
+        trace = pcov[t, 0, 0] + pcov[t, 1, 1]
+        if not trace <= max_cov_trace:  # NaN counts as too large
+            dead[t] = True
+    if coalesce and n == 1:
+        dup[0] = 0
+    elif coalesce and n > 1:
+        # Twins: a track that for ``coalesce_steps`` measurement steps in a row lies within the
+        # gate of an older (i < j: rows are in ID order) reportable, live track, the two never
+        # updated in the same step, follows the same object (two objects side by side are both
+        # detected); the younger is deleted. Only pairs where one of the two missed are tested.
+        missed = np.empty(n, np.int64)
+        n_missed = 0
+        for t in range(n):
+            if not upd[t]:
+                missed[n_missed] = t
+                n_missed += 1
+        shadowed = np.zeros(n, np.bool_)
+        for j in range(n):
+            if dead[j] or n_missed == 0:
+                continue
+            q_end = j if not upd[j] else n_missed
+            for q in range(q_end):
+                i = q if not upd[j] else missed[q]
+                if i >= j:
+                    break
+                if st[i] == _TENTATIVE or dead[i]:
+                    continue
+                d0 = pos[j, 0] - pos[i, 0]
+                d1 = pos[j, 1] - pos[i, 1]
+                s00 = pcov[j, 0, 0] + pcov[i, 0, 0]
+                s01 = pcov[j, 0, 1] + pcov[i, 0, 1]
+                s10 = pcov[j, 1, 0] + pcov[i, 1, 0]
+                s11 = pcov[j, 1, 1] + pcov[i, 1, 1]
+                det = s00 * s11 - s01 * s10
+                qf = s11 * (d0 * d0) - (s01 + s10) * d0 * d1 + s00 * (d1 * d1)
+                d2 = qf / det if det > 0.0 else np.inf
+                if d2 <= coalesce_gate:
+                    shadowed[j] = True
+                    break
+        for j in range(n):
+            dup[j] = dup[j] + 1 if shadowed[j] else 0
+            if dup[j] >= coalesce_steps:
+                dead[j] = True
+    n_dead = 0
+    n_tent = 0
+    for t in range(n):
+        if dead[t]:
+            st[t] = _DELETED
+            n_dead += 1
+        elif st[t] == _TENTATIVE:
+            n_tent += 1
+    return st, hits2, tu, upd, n_dead, n_tent
+
+
 # ------------------------------------------------------------------------------ output
 class _Derived(NamedTuple):
     """What the lazily derived fields of one step's :class:`Tracks` are computed from."""
 
     model: MotionModel
+    pos01: bool  # the model's position and its covariance are the leading components
     dz: int
     step_no: int
     born: IntArray
     t_update: FloatArray
-    rows: IntArray  # rows updated this step
-    dets: IntArray  # the detection that updated each of them
-    res: UpdateResult | None  # their update (rows of res match ``rows``)
-    birth_rows: int  # first row born this step (rows from here on are births)
-    birth_dets: IntArray  # detection each birth came from
+    det_index: IntArray  # detection that updated each row, -1 if none (births not included)
+    birth_dets: IntArray  # detection each birth came from (rows after ``det_index``'s)
+    innov: FloatArray | None  # rows [y, S row-major, NIS] (NaN: not updated); births not included
     labels: IntArray  # last associated label per row
 
 
@@ -136,8 +297,12 @@ def _derive(tr: Tracks, src: _Derived, name: str) -> Any:
     n = tr.ids.shape[0]
     dz = src.dz
     if name == "position":
+        if src.pos01:
+            return _frozen(tr.x[:, :2])
         return _frozen(np.asarray(src.model.position(tr.x), dtype=np.float64))
     if name == "position_cov":
+        if src.pos01:
+            return _frozen(tr.P[:, :2, :2])
         return _frozen(np.asarray(src.model.position_cov(tr.P), dtype=np.float64))
     if name == "cov_trace":
         pc = tr.position_cov
@@ -149,16 +314,23 @@ def _derive(tr: Tracks, src: _Derived, name: str) -> Any:
     if name == "labels":
         return src.labels
     if name == "det_index":
-        out = np.full(n, -1, np.int64)
-        out[src.rows] = src.dets
-        out[src.birth_rows:] = src.birth_dets
-        return out
-    shape = {"nis": (n,), "innovation": (n, dz), "innovation_cov": (n, dz, dz)}[name]
-    full = np.full(shape, np.nan)
-    if src.res is not None and src.rows.size:
-        full[src.rows] = {"nis": src.res.nis, "innovation": src.res.y,
-                          "innovation_cov": src.res.S}[name]
-    return full
+        if src.birth_dets.shape[0]:
+            return np.concatenate([src.det_index, src.birth_dets])
+        return src.det_index.copy()
+    shape = {"innovation": (n, dz), "innovation_cov": (n, dz, dz), "nis": (n,)}[name]
+    inn = src.innov
+    if inn is None:
+        return np.full(shape, np.nan)
+    k = inn.shape[0]
+    if name == "innovation":
+        part = inn[:, :dz]
+    elif name == "innovation_cov":
+        part = inn[:, dz:dz + dz * dz].reshape(k, dz, dz)
+    else:
+        part = inn[:, dz + dz * dz]
+    if k < n:  # births: not updated
+        return np.concatenate([part, np.full((n - k, *shape[1:]), np.nan)])
+    return part
 
 
 # ------------------------------------------------------------------------------ tracker
@@ -244,18 +416,15 @@ class Tracker:
             max(self._gate, chi2_gate(recovery_gate_probability, dz)) if self._guard else 0.0
         )
         self._coalesce_gate = chi2_gate(gate_probability, 2) if self._guard else 0.0
-        self._window_mask = np.int64((1 << self.init_window) - 1)
-        # confirmation test on the hit-history bit mask: a lookup table for short windows
-        self._confirm_lut: BoolArray | None = (
-            np.bitwise_count(np.arange(1 << self.init_window)) >= self.n_init
-            if self.init_window <= 16 else None
-        )
-        # the position covariance is the leading 2×2 block (a slice, no model call)
-        self._pos01 = type(self.model).position_cov is PositionFirst.position_cov
+        self._window_mask = (1 << self.init_window) - 1
+        self._coalescing = self._guard and self.coalesce_steps > 0
+        # position and its covariance are the leading components (slices, no model call)
+        self._pos01 = (type(self.model).position_cov is PositionFirst.position_cov
+                       and type(self.model).position is PositionFirst.position)
         # the vectorized backend is called without re-validating what the tracker guarantees
         self._fast = isinstance(self.backend, VectorizedKalman)
         self._constrain = getattr(self.model, "constrain", None)
-        self._fq: tuple[float, FloatArray, FloatArray] = (math.nan, self._H, self._H)
+        self._fq: dict[float, tuple[FloatArray, FloatArray]] = {}  # F and Q by dt
         self._next_id = 0
         self.reset()
 
@@ -309,16 +478,35 @@ class Tracker:
         dt = t - self._t
         if not self._fast:
             return predict_model(self.model, self._x, self._P, dt, self.backend)
-        if dt != self._fq[0]:
-            self._fq = (dt, self.model.F(dt), self.model.Q(dt))
+        fq = self._fq.get(dt)
+        if fq is None:
+            if len(self._fq) >= 64:
+                self._fq.clear()
+            fq = self._fq[dt] = (self.model.F(dt), self.model.Q(dt))
         x = self._x if self._constrain is None else self._constrain(self._x, dt)
-        return _kf_predict_core(x, self._P, self._fq[1], self._fq[2])
+        return _kf_predict_core(x, self._P, fq[0], fq[1])
 
-    def _update(self, x: FloatArray, P: FloatArray, z: FloatArray, R: FloatArray
-                ) -> UpdateResult:
+    def _update(self, x: FloatArray, P: FloatArray, dets: Detections, match: IntArray,
+                scores: FloatArray, labels: IntArray
+                ) -> tuple[FloatArray, FloatArray, FloatArray, FloatArray, IntArray]:
+        """Update the rows with ``match >= 0`` by their detections: x, P, innovation statistics
+        (rows [y, S row-major, NIS], NaN where not updated), scores and labels, all rows."""
         if self._fast:
-            return _kf_update_core(x, P, z, R, self._H)
-        return self.backend.update(x, P, z, R, self._H)
+            out: tuple[FloatArray, FloatArray, FloatArray, FloatArray, IntArray] = (
+                kf_update_rows_kernel(x, P, dets.z, dets.R, self._H, match, scores, labels,
+                                      dets.scores, dets.labels))
+            return out
+        ti = np.flatnonzero(match >= 0)
+        di = match[ti]
+        res = self.backend.update(x[ti], P[ti], dets.z[di], dets.R[di], self._H)
+        n, dz = x.shape[0], self._dz
+        x, P = x.copy(), P.copy()
+        x[ti], P[ti] = res.x, res.P
+        innov = np.full((n, dz + dz * dz + 1), np.nan)
+        innov[ti] = np.column_stack([res.y, res.S.reshape(-1, dz * dz), res.nis])
+        scores, labels = scores.copy(), labels.copy()
+        scores[ti], labels[ti] = dets.scores[di], dets.labels[di]
+        return x, P, innov, scores, labels
 
     def _meas(self, x: FloatArray, P: FloatArray) -> tuple[FloatArray, FloatArray]:
         """Predicted measurements H x and their covariances H P Hᵀ."""
@@ -339,21 +527,29 @@ class Tracker:
         status = np.where(self._status == _CONFIRMED, _COASTING, self._status)
         return self._output(tf, x, P, status, np.zeros(len(self), bool), self._hits,
                             self._t_update, self._scores, self._labels, self._born,
-                            self._step_no + 1, _NO_INT, _NO_INT, None, len(self), _NO_INT)
+                            self._step_no + 1, _constant(len(self), -1), _NO_INT, None)
 
     # ------------------------------------------------------------------ association
     def _associate(self, x: FloatArray, P: FloatArray, dets: Detections
-                   ) -> tuple[IntArray, IntArray]:
-        """Matched (track rows ascending, detections) for this step's detections."""
+                   ) -> tuple[IntArray, int]:
+        """Detection matched to each track row (-1: none) and the number of unmatched ones."""
         zp, Sp = self._meas(x, P)
         if self.gating == "iou":
             cost = 1.0 - iou_matrix_z(zp, dets.z)
             feasible = cost <= self._gate
-            return _one_to_one(cost, feasible)
-        cost = mahalanobis_cost(zp, Sp, dets.z, dets.R)
-        ti, di = self._cascade(cost)
-        order = np.argsort(ti)
-        return ti[order], di[order]
+            ti, di = _one_to_one(cost, feasible)
+        else:
+            match, n_left, simple = _associate_kernel(
+                zp, Sp, dets.z, dets.R, self._status, self._gate, self._recovery_gate)
+            if simple:
+                return match, n_left
+            cost, bad = mahalanobis_kernel(zp, Sp, dets.z, dets.R)
+            if bad:
+                cost = _resolve_singular(cost, zp, Sp, dets.z, dets.R)
+            ti, di = self._cascade(cost)
+        match = np.full(x.shape[0], -1, np.int64)
+        match[ti] = di
+        return match, dets.z.shape[0] - ti.shape[0]
 
     def _cascade(self, cost: FloatArray) -> tuple[IntArray, IntArray]:
         """Gated association in priority order (Mahalanobis gating).
@@ -392,51 +588,6 @@ class Tracker:
             return _NO_INT, _NO_INT
         return np.concatenate(ti), np.concatenate(di)
 
-    def _shadows(self, pos: FloatArray, cov: FloatArray, eligible: BoolArray, rows: IntArray,
-                 cols: IntArray) -> BoolArray:
-        """(len(cols),) mask: column track j lies within the coalescing gate of an older,
-        eligible row track i (i < j)."""
-        d = pos[cols][None, :, :] - pos[rows][:, None, :]  # [i, j] = p_j - p_i
-        S = cov[cols][None, :] + cov[rows][:, None]
-        det = S[..., 0, 0] * S[..., 1, 1] - S[..., 0, 1] * S[..., 1, 0]
-        q = (S[..., 1, 1] * d[..., 0] ** 2 - (S[..., 0, 1] + S[..., 1, 0]) * d[..., 0] * d[..., 1]
-             + S[..., 0, 0] * d[..., 1] ** 2)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            d2 = np.where(det > 0.0, q / det, np.inf)
-        pair = (rows[:, None] < cols[None, :]) & eligible[rows][:, None]
-        pair &= d2 <= self._coalesce_gate
-        return np.asarray(pair.any(axis=0))
-
-    def _coalesce(self, x: FloatArray, P: FloatArray, status: IntArray, updated: BoolArray,
-                  dead: BoolArray | None) -> BoolArray | None:
-        """Twins: a track that for ``coalesce_steps`` measurement steps in a row lies within the
-        gate of an older confirmed track, the two never updated in the same step, follows the
-        same object (two objects side by side are both detected). The younger is deleted; the
-        older keeps its ID. Returns the updated deletion mask.
-        """
-        n = updated.shape[0]
-        alive = np.ones(n, bool) if dead is None else ~dead
-        # a pair counts only if at least one of the two missed this step: test just those pairs
-        # (all rows against the columns that missed, the rows that missed against the rest)
-        shadowed = np.zeros(n, bool)
-        missed = np.flatnonzero(~updated)
-        if missed.size:
-            pos = np.asarray(self.model.position(x), dtype=np.float64)
-            cov = np.asarray(self.model.position_cov(P), dtype=np.float64)
-            # rows are in ID order, so i < j means i is the older; it must be reportable, alive
-            eligible = (status != _TENTATIVE) & alive
-            rows = np.arange(n)
-            hit = np.flatnonzero(updated)
-            shadowed[missed] = self._shadows(pos, cov, eligible, rows, missed)
-            if hit.size:
-                shadowed[hit] = self._shadows(pos, cov, eligible, missed, hit)
-            shadowed &= alive
-        self._dup = np.where(shadowed, self._dup + 1, 0)
-        twins = self._dup >= self.coalesce_steps
-        if not twins.any():
-            return dead
-        return twins if dead is None else dead | twins
-
     # ------------------------------------------------------------------ step
     def step(self, t: float, detections: Detections | None) -> Tracks:
         """Advance to time ``t`` and incorporate ``detections`` (None: predict only)."""
@@ -448,107 +599,62 @@ class Tracker:
         n = self._ids.shape[0]
         self._step_no += 1
         x, P = self._predicted(tf)
-        ti = di = _NO_INT
-        res: UpdateResult | None = None
+        match: IntArray | None = None
+        innov: FloatArray | None = None
         scores, labels = self._scores, self._labels
         births = _NO_INT
         measured = detections is not None
-        k = 0
-        if measured:
-            assert detections is not None
+        if detections is not None:
             self._look_no += 1
             m = detections.z.shape[0]
             if n and m:
-                ti, di = self._associate(x, P, detections)
-                k = ti.shape[0]
-                if k:
-                    z, R = detections.z[di], detections.R[di]
-                    if k == n:  # every track updated: ti is 0..n-1
-                        res = self._update(x, P, z, R)
-                        x, P = res.x, res.P
-                        scores, labels = detections.scores[di], detections.labels[di]
-                    else:
-                        res = self._update(x[ti], P[ti], z, R)
-                        x[ti], P[ti] = res.x, res.P
-                        scores, labels = scores.copy(), labels.copy()
-                        scores[ti], labels[ti] = detections.scores[di], detections.labels[di]
-                if k < m:
+                match, n_left = self._associate(x, P, detections)
+                if n_left < m:
+                    x, P, innov, scores, labels = self._update(
+                        x, P, detections, match, scores, labels)
+                if n_left:
                     used = np.zeros(m, bool)
-                    used[di] = True
+                    used[match[match >= 0]] = True
                     births = np.flatnonzero(~used)
             elif m:
                 births = np.arange(m, dtype=np.int64)
 
-        # ---- lifecycle (masks over the existing tracks)
+        # ---- lifecycle (one pass over the existing tracks)
         status, hits, t_update = self._status, self._hits, self._t_update
-        dead: BoolArray | None = None
-        if k == n:
-            updated = _constant(n, True)
-            if n:
-                hits = hits + 1
-                t_update = np.full(n, tf)
-        else:
-            updated = np.zeros(n, bool)
-            if k:
-                updated[ti] = True
-                hits = hits + updated
-                t_update = np.where(updated, tf, t_update)
+        updated: BoolArray = _NO_BOOL
+        n_dead = n_tent = 0
+        if match is None:
+            match = _constant(n, -1)
         if n:
-            if measured:
-                if self._n_tentative:
-                    hist = ((self._history << 1) | updated) & self._window_mask
-                    self._history = hist
-                    tent = status == _TENTATIVE
-                    lut = self._confirm_lut
-                    ok = lut[hist] if lut is not None else np.bitwise_count(hist) >= self.n_init
-                    promote = tent & ok  # only a hit can complete the count: promote ⊆ updated
-                    tent ^= promote
-                    first = self._look_no + 1 - self.init_window
-                    dead = tent & ~updated & (self._born_look <= first)
-                    status = np.where(tent, _TENTATIVE, _COASTING - updated)
-                elif k == n:
-                    status = _constant(n, _CONFIRMED)
-                else:
-                    status = np.where(updated, _CONFIRMED, _COASTING)
-            else:
-                status = np.where(status == _CONFIRMED, _COASTING, status)
-            if k < n and tf - float(t_update.min()) > self.max_coast:
-                lost = (tf - t_update) > self.max_coast
-                dead = lost if dead is None else dead | lost
             if self._pos01:
-                trace = P[:, 0, 0] + P[:, 1, 1]
+                pos, pcov = x[:, :2], P[:, :2, :2]
             else:
-                pc = self.model.position_cov(P)
-                trace = pc[:, 0, 0] + pc[:, 1, 1]
-            if not float(trace.max()) <= self.max_cov_trace:  # NaN counts as too large
-                vague = ~(trace <= self.max_cov_trace)
-                dead = vague if dead is None else dead | vague
-            if self._guard and self.coalesce_steps and measured:
-                if n > 1:
-                    dead = self._coalesce(x, P, status, updated, dead)
-                elif self._dup[0]:
-                    self._dup = np.zeros(1, np.int64)
+                pos = np.asarray(self.model.position(x), dtype=np.float64)
+                pcov = np.asarray(self.model.position_cov(P), dtype=np.float64)
+            status, hits, t_update, updated, n_dead, n_tent = _lifecycle_kernel(
+                status, hits, self._t_update, self._history, self._born_look, self._dup, match,
+                pos, pcov, tf, measured, self._n_tentative > 0, self._window_mask, self.n_init,
+                self._look_no + 1 - self.init_window, self.max_coast, self.max_cov_trace,
+                self._coalescing and measured, self._coalesce_gate,
+                self.coalesce_steps)
         self.deleted_ids = _NO_INT
         born = self._born
-        if dead is not None and dead.any():
-            keep = ~dead
-            self.deleted_ids = _frozen(self._ids[dead])
-            x, P, status, hits, t_update, updated = (
-                x[keep], P[keep], status[keep], hits[keep], t_update[keep], updated[keep]
+        if n_dead:
+            keep = status != _DELETED
+            self.deleted_ids = _frozen(self._ids[~keep])
+            x, P, status, hits, t_update, updated, match = (
+                x[keep], P[keep], status[keep], hits[keep], t_update[keep], updated[keep],
+                match[keep],
             )
             scores, labels = scores[keep], labels[keep]
             self._ids, born, self._born_look, self._history, self._dup = (
                 self._ids[keep], born[keep], self._born_look[keep], self._history[keep],
                 self._dup[keep],
             )
-            if res is not None:  # re-index this step's updates to the surviving rows
-                alive = keep[ti]
-                ti = (np.cumsum(keep) - 1)[ti[alive]]
-                di = di[alive]
-                res = UpdateResult(*(a[alive] for a in res))
+            if innov is not None:
+                innov = innov[keep]
 
         # ---- births from unmatched detections
-        first_birth = x.shape[0]
         if births.size:
             assert detections is not None
             mb = births.shape[0]
@@ -574,18 +680,17 @@ class Tracker:
             self._born_look = np.concatenate([self._born_look, np.full(mb, self._look_no)])
             self._history = np.concatenate([self._history, ones])
             self._dup = np.concatenate([self._dup, np.zeros(mb, np.int64)])
-        if births.size or self._n_tentative:
-            self._n_tentative = int(np.count_nonzero(status == _TENTATIVE))
+            if born_status == _TENTATIVE:
+                n_tent += mb
+        self._n_tentative = n_tent
 
-        self._x, self._P, self._hits, self._scores = (
-            _frozen(x), _frozen(P), _frozen(hits), _frozen(scores)
-        )
-        self._status = _frozen(status)
+        for a in (x, P, hits, scores, status, updated):
+            a.setflags(write=False)
+        self._x, self._P, self._hits, self._scores, self._status = x, P, hits, scores, status
         self._t_update, self._labels, self._born = t_update, labels, born
         self._t = tf
-        return self._output(tf, self._x, self._P, self._status, _frozen(updated), self._hits,
-                            t_update, scores, labels, born, self._step_no, ti, di, res,
-                            first_birth, births)
+        return self._output(tf, x, P, status, updated, hits, t_update, scores, labels, born,
+                            self._step_no, match, births, innov)
 
     def _doppler_init(
         self, x: FloatArray, P: FloatArray, z: FloatArray, rr: FloatArray
@@ -616,15 +721,14 @@ class Tracker:
     def _output(
         self, t: float, x: FloatArray, P: FloatArray, status: IntArray, updated: BoolArray,
         hits: IntArray, t_update: FloatArray, scores: FloatArray, labels: IntArray,
-        born: IntArray, step_no: int, rows: IntArray, dets: IntArray, res: UpdateResult | None,
-        birth_rows: int, birth_dets: IntArray,
+        born: IntArray, step_no: int, det_index: IntArray, birth_dets: IntArray,
+        innov: FloatArray | None,
     ) -> Tracks:
         out = object.__new__(_StepTracks)
         out.__dict__.update(
             t=t, sensor=self.sensor, ids=self._ids, status=status, x=x, P=P, hits=hits,
             updated=updated, scores=scores, space=self.model.space,
-            _src=_Derived(self.model, self._dz, step_no, born, t_update, rows, dets, res,
-                          birth_rows, birth_dets, labels),
+            _src=_Derived(self.model, self._pos01, self._dz, step_no, born, t_update, det_index,
+                          birth_dets, innov, labels),
         )
         return out
-
