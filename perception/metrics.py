@@ -55,8 +55,8 @@ def _lsa_with_missing(costs: FloatArray) -> tuple[NDArray[np.intp], NDArray[np.i
     valid = np.isfinite(costs)
     if valid.all():
         finite = costs
-    elif not valid.any():
-        finite = np.zeros_like(costs)
+    elif not valid.any():  # nothing may pair: the assignment would keep none of its pairs
+        return np.zeros(0, np.intp), np.zeros(0, np.intp)
     else:
         c = np.abs(costs[valid]).max() + 1.0
         finite = np.where(valid, costs, 2 * min(costs.shape) * c + 1.0)
@@ -92,6 +92,13 @@ def euclidean_distance(a: FloatArray, b: FloatArray, max_dist: float = 2.0) -> F
     return np.where(d > max_dist, np.nan, d)
 
 
+def _ids(ids: Iterable[int]) -> NDArray[np.int64]:
+    """Ids as a 1-D int64 array (an int64 array as it is; anything else through a list)."""
+    if type(ids) is np.ndarray and ids.dtype == np.int64 and ids.ndim == 1:
+        return ids
+    return np.asarray(list(ids), dtype=np.int64)
+
+
 @dataclass
 class MotAccumulator:
     """Frame-by-frame CLEAR-MOT event accumulation (same rules as py-motmetrics' accumulator)."""
@@ -109,8 +116,8 @@ class MotAccumulator:
 
     def update(self, oids: Iterable[int], hids: Iterable[int], dists: FloatArray) -> None:
         """Add one frame: object ids, hypothesis ids and their distance matrix (NaN = no pair)."""
-        o = np.asarray(list(oids), dtype=np.int64)
-        h = np.asarray(list(hids), dtype=np.int64)
+        o = _ids(oids)
+        h = _ids(hids)
         d = np.array(dists, dtype=np.float64).reshape(o.size, h.size)
         self.frames += 1
         for x in o.tolist():
@@ -133,10 +140,13 @@ class MotAccumulator:
                     self.matches += 1
                     self.dist_sum += d[i, j]
             # 2. Hungarian on the rest; a new partner for a previously matched object is a switch
-            rest = d.copy()
-            rest[o_used, :] = np.nan
-            rest[:, h_used] = np.nan
-            ri, ci = _lsa_with_missing(rest)
+            if o_used.all() or h_used.all():  # nothing left to pair
+                ri = ci = np.zeros(0, np.intp)
+            else:
+                rest = d.copy()
+                rest[o_used, :] = np.nan
+                rest[:, h_used] = np.nan
+                ri, ci = _lsa_with_missing(rest)
             for i, j in zip(ri.tolist(), ci.tolist(), strict=True):
                 oid, hid = int(o[i]), int(h[j])
                 if oid in self._match and self._match[oid] != hid:

@@ -294,15 +294,20 @@ def run_scenario(
             brake.command(t, float(out.mrm.deceleration))
 
         # record
-        objs = [o for o in out.objects if getattr(o, "frame", "ground") == "ground"]
-        n = len(objs)
-        obj_ids = np.fromiter((o.object_id for o in objs), np.int64, n)
-        obj_pos = np.array([o.position for o in objs], dtype=np.float64).reshape(n, 2)
-        obj_flags = np.fromiter(
-            (int(o.corroborated) | sum(bit.get(c, 0) for c in o.channels) for o in objs),
-            np.int64,
-            n,
+        ids_l: list[int] = []
+        pos_l: list[Any] = []
+        flags_l: list[int] = []
+        for o in out.objects:
+            if getattr(o, "frame", "ground") == "ground":
+                ids_l.append(o.object_id)
+                pos_l.append(o.position)
+                flags_l.append(int(o.corroborated) | sum(bit.get(c, 0) for c in o.channels))
+        n = len(ids_l)
+        obj_ids = np.array(ids_l, dtype=np.int64)
+        obj_pos = (
+            np.array(pos_l, dtype=np.float64).reshape(n, 2) if n else np.zeros((0, 2))
         )
+        obj_flags = np.array(flags_l, dtype=np.int64)
         tracks: dict[str, tuple[Any, Any, Any]] = {}
         for name, tr in recorder.tracks.items():
             if tr is not None and getattr(tr, "space", "point") == "point":

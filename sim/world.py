@@ -346,6 +346,9 @@ class World:
             )
         }
         m = [a.motion for a in actors]
+        # groups are built in actor order, so a full constant-velocity group is every actor
+        self._cv_all = n > 0 and len(self._groups["constant_velocity"]) == n
+        self._others = len(self._groups["constant_velocity"]) < n
 
         def param(name: str, pattern: str) -> FloatArray:
             return np.array([getattr(m[i], name) for i in self._groups[pattern]], dtype=np.float64)
@@ -423,17 +426,22 @@ class World:
         self._ego_pos[0] += 0.5 * (v0 + v1) * dt
         self.ego_speed = v1
         self._step_cv(dt)
-        self._step_lane_change(dt, t1)
-        self._step_crossing(t1)
-        self._step_stop_and_go(dt, t1)
-        self._step_random_walk(dt)
-        self._step_traffic(t1)
+        if self._others:
+            self._step_lane_change(dt, t1)
+            self._step_crossing(t1)
+            self._step_stop_and_go(dt, t1)
+            self._step_random_walk(dt)
+            self._step_traffic(t1)
         self.t = t1
         return self.truth()
 
     def _step_cv(self, dt: float) -> None:
+        if self._cv_all:  # every actor (in order): the same update without fancy indexing
+            self.pos += self.vel * dt
+            return
         idx = self._groups["constant_velocity"]
-        self.pos[idx] += self.vel[idx] * dt
+        if len(idx):
+            self.pos[idx] += self.vel[idx] * dt
 
     def _step_lane_change(self, dt: float, t1: float) -> None:
         idx = self._groups["lane_change"]
