@@ -8,6 +8,7 @@ assignment (Ristani et al. 2016). Works with any distance (IoU for boxes, Euclid
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 
@@ -120,43 +121,44 @@ class MotAccumulator:
         h = _ids(hids)
         d = np.array(dists, dtype=np.float64).reshape(o.size, h.size)
         self.frames += 1
-        for x in o.tolist():
+        ol, hl = o.tolist(), h.tolist()
+        for x in ol:
             self._obj_frames[x] = self._obj_frames.get(x, 0) + 1
-        for x in h.tolist():
+        for x in hl:
             self._hyp_frames[x] = self._hyp_frames.get(x, 0) + 1
         fi, fj = np.nonzero(np.isfinite(d))
         for a, b in zip(o[fi].tolist(), h[fj].tolist(), strict=True):
             self._pair_frames[(a, b)] = self._pair_frames.get((a, b), 0) + 1
-        o_used = np.zeros(o.size, bool)
-        h_used = np.zeros(h.size, bool)
-        if o.size and h.size:
+        # per-frame bookkeeping on Python scalars: a frame has a handful of rows
+        o_used = [False] * len(ol)
+        h_used = [False] * len(hl)
+        if ol and hl:
+            dl = d.tolist()
             # 1. carry forward last frame's correspondences that are still within threshold
-            hpos = {hid: j for j, hid in enumerate(h.tolist())}
-            for i, oid in enumerate(o.tolist()):
+            hpos = {hid: j for j, hid in enumerate(hl)}
+            for i, oid in enumerate(ol):
                 prev = self._match.get(oid)
                 j = hpos.get(prev) if prev is not None else None
-                if j is not None and not h_used[j] and np.isfinite(d[i, j]):
+                if j is not None and not h_used[j] and math.isfinite(dl[i][j]):
                     o_used[i] = h_used[j] = True
                     self.matches += 1
-                    self.dist_sum += d[i, j]
+                    self.dist_sum += dl[i][j]
             # 2. Hungarian on the rest; a new partner for a previously matched object is a switch
-            if o_used.all() or h_used.all():  # nothing left to pair
-                ri = ci = np.zeros(0, np.intp)
-            else:
+            if not (all(o_used) or all(h_used)):  # else nothing is left to pair
                 rest = d.copy()
-                rest[o_used, :] = np.nan
-                rest[:, h_used] = np.nan
+                rest[np.array(o_used), :] = np.nan
+                rest[:, np.array(h_used)] = np.nan
                 ri, ci = _lsa_with_missing(rest)
-            for i, j in zip(ri.tolist(), ci.tolist(), strict=True):
-                oid, hid = int(o[i]), int(h[j])
-                if oid in self._match and self._match[oid] != hid:
-                    self.switches += 1
-                self._match[oid] = hid
-                o_used[i] = h_used[j] = True
-                self.matches += 1
-                self.dist_sum += d[i, j]
-        self.misses += int((~o_used).sum())
-        self.false_positives += int((~h_used).sum())
+                for i, j in zip(ri.tolist(), ci.tolist(), strict=True):
+                    oid, hid = ol[i], hl[j]
+                    if oid in self._match and self._match[oid] != hid:
+                        self.switches += 1
+                    self._match[oid] = hid
+                    o_used[i] = h_used[j] = True
+                    self.matches += 1
+                    self.dist_sum += dl[i][j]
+        self.misses += o_used.count(False)
+        self.false_positives += h_used.count(False)
 
     def scores(self) -> TrackingScores:
         """CLEAR-MOT and identity scores of everything accumulated so far."""

@@ -23,7 +23,7 @@ from numpy.random import Generator
 from numpy.typing import NDArray
 from pydantic import BaseModel, ConfigDict, Field
 
-from perception.detections import Detections, _fma
+from perception.detections import Detections, _fma, _polar_points
 from perception.kernels import F1, F2, F3, IIN1, IN1, IN2, compiled
 from safety.channels import FieldOfView
 from sim.render import RenderConfig, render_frame
@@ -287,12 +287,13 @@ def _occlusion(pos, r, az, half):
         IN2, IN1, IN1, IN1, IN1, IN2, IN1, IIN1, F1, F1
     )
 )
-def _camera_points(pos, r, az, occ, u, noise, snoise, kinds, fov, p):
-    """CameraSensor.measure (point output) after the draws: detection, score, polar noise and
-    the detected rows' z, R (polar_covariance + 1e-9 I, its matmul sums as fused multiply-adds)
-    and labels. ``fov`` = (range_min, range_max, azimuth_min_deg, azimuth_max_deg); ``p`` the
-    config numbers in the order unpacked below."""
+def _camera_points(pos, r, az, half, u, noise, snoise, kinds, fov, p):
+    """CameraSensor.measure (point output) after the draws: occlusion, detection, score, polar
+    noise and the detected rows' z, R (polar_covariance + 1e-9 I, its matmul sums as fused
+    multiply-adds) and labels. ``fov`` = (range_min, range_max, azimuth_min_deg,
+    azimuth_max_deg); ``p`` the config numbers in the order unpacked below."""
     n = pos.shape[0]
+    occ = _occlusion(pos, r, az, half)
     (p_detect, dp_far, max_occ, score0, drop_r, drop_occ, score_noise, sig_r, growth,
      sig_a) = p[0], p[1], p[2], p[3], p[4], p[5], p[6], p[7], p[8], p[9]
     rmin, rmax, amin, amax = fov[0], fov[1], fov[2], fov[3]
@@ -349,19 +350,19 @@ def _camera_points(pos, r, az, occ, u, noise, snoise, kinds, fov, p):
 
 
 @compiled(
-    nb.types.Tuple((F1, F1, F1, F1, nb.int64[::1]))(
+    nb.types.Tuple((F1, F1, F1, F1, nb.int64[::1], F2, F3, nb.int64))(
         IN2, IN2, IN1, IN1, IN2, IN1, IN2, IIN1, nb.float64, F1, F1, nb.boolean
     )
 )
 def _radar_rows(pos, vel, az, u, noise, snoise, cu, kinds, speed, fov, p, classify):
     """RadarSensor.measure (without occlusion) after the draws: the detected actors' noisy range,
-    azimuth, range rate, score and label, then the clutter rows, ready for from_polar.
-    ``fov`` = (range_min, range_max, azimuth_min_deg, azimuth_max_deg); ``p`` the config
-    numbers in the order unpacked below."""
+    azimuth, range rate, score and label, then the clutter rows, and their conversion by
+    Detections.from_polar (z, R and its status). ``fov`` = (range_min, range_max,
+    azimuth_min_deg, azimuth_max_deg); ``p`` the config numbers in the order unpacked below."""
     n = pos.shape[0]
     nc = cu.shape[0]
-    p_detect, sig_r, sig_a, sig_rr, score0, score_noise, c_lo, c_hi = (
-        p[0], p[1], p[2], p[3], p[4], p[5], p[6], p[7]
+    p_detect, sig_r, sig_a, sig_rr, score0, score_noise, c_lo, c_hi, var_r, var_a = (
+        p[0], p[1], p[2], p[3], p[4], p[5], p[6], p[7], p[8], p[9]
     )
     rmin, rmax, amin, amax = fov[0], fov[1], fov[2], fov[3]
     det = np.zeros(n, np.bool_)
@@ -398,7 +399,8 @@ def _radar_rows(pos, vel, az, u, noise, snoise, cu, kinds, speed, fov, p, classi
         rrn[m] = -speed * math.cos(ca) + sig_rr * (2.0 * cu[j, 2] - 1.0)
         sc[m] = c_lo + (c_hi - c_lo) * cu[j, 3]
         m += 1
-    return rn, an, rrn, sc, lab
+    z, R, status = _polar_points(rn, an, var_r, var_a)
+    return rn, an, rrn, sc, lab, z, R, status
 
 
 class _Rate:
@@ -450,9 +452,9 @@ class CameraSensor:
         pos = truth.positions
         az = np.arctan2(pos[:, 1], pos[:, 0])
         r, across, rden = _sight_extent(pos, truth.sizes, az)
-        occ = _occlusion(pos, r, az, np.arctan2(across, rden))
         z, R, score, labels = _camera_points(
-            pos, r, az, occ, u, noise, snoise, truth.kinds, self._fov, self._params
+            pos, r, az, np.arctan2(across, rden), u, noise, snoise, truth.kinds, self._fov,
+            self._params,
         )
         return Detections(z, R, score, labels, t, self.channel, "point")
 
@@ -584,9 +586,12 @@ class RadarSensor:
         self._params: FloatArray | None = None
         if not cfg.occlusion and self._fov is not None:
             lo, hi = cfg.clutter_score
+            sa = math.radians(cfg.sigma_azimuth_deg)
             self._params = np.array([
-                cfg.p_detect, cfg.sigma_range, math.radians(cfg.sigma_azimuth_deg),
-                cfg.sigma_range_rate, cfg.score, cfg.score_noise, lo, hi,
+                cfg.p_detect, cfg.sigma_range, sa, cfg.sigma_range_rate, cfg.score,
+                cfg.score_noise, lo, hi,
+                # from_polar's variances, as it squares the sigmas the radar hands it
+                float(max(cfg.sigma_range, 1e-3)) ** 2, float(max(sa, 1e-5)) ** 2,
             ])
 
     def due(self, t: float) -> bool:
@@ -605,10 +610,12 @@ class RadarSensor:
         sa = math.radians(cfg.sigma_azimuth_deg)
         if self._params is not None:
             pos = truth.positions
-            rn, an, rrn, scores, labels = _radar_rows(
+            rn, an, rrn, scores, labels, z, R, status = _radar_rows(
                 pos, truth.velocities, np.arctan2(pos[:, 1], pos[:, 0]), u, noise, snoise, cu,
                 truth.kinds, float(truth.speed), self._fov, self._params, cfg.classify,
             )
+            if status == 0 and len(rn):  # what from_polar makes of these rows
+                return Detections(z, R, scores, labels, t, self.channel, "point", rrn)
             return Detections.from_polar(
                 rn, an, t=t, range_rate=rrn, sigma_range=max(cfg.sigma_range, 1e-3),
                 sigma_azimuth=max(sa, 1e-5), scores=scores, labels=labels, sensor=self.channel,
