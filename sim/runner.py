@@ -220,6 +220,12 @@ def run_scenario(
     last_stage: str | None = None
     last_mrm: tuple[str, str] | None = None
 
+    # per sensor, in order: channel, source channel, sensor, its stream, its fault chain
+    feeds = [
+        (s.channel, getattr(s, "source", None), sensors[s.channel], rngs[s.channel],
+         chains[s.channel])
+        for s in order
+    ]
     truth = world.truth()
     for i in range(cfg.steps):
         t = i * dt
@@ -236,25 +242,24 @@ def run_scenario(
             chain.update(ctx)
         inputs: dict[str, Any] = {}
         raw: dict[str, Any] = {}
-        for s in order:
-            name = s.channel
-            src = getattr(s, "source", None)
-            sensor = sensors[name]
+        for name, src, sensor, rng, chain in feeds:
             if not sensor.due(t):
                 x = None
             elif src is not None:
                 x = raw.get(src)
             else:
-                x = sensor.measure(t, truth, rngs[name])
+                x = sensor.measure(t, truth, rng)
             raw[name] = x
             if record_frames and isinstance(x, np.ndarray):
                 frames.setdefault(name, []).append(x)
-            inputs[name] = chains[name].apply(t, x)
+            inputs[name] = chain.apply(t, x)
         out: StepOutput = sup.step(t, inputs, ego_speed=float(truth.speed))
 
         # events
-        findings.extend(_finding_record(f, "raised", t) for f in out.raised)
-        findings.extend(_finding_record(f, "cleared", t) for f in out.cleared)
+        if out.raised:
+            findings.extend(_finding_record(f, "raised", t) for f in out.raised)
+        if out.cleared:
+            findings.extend(_finding_record(f, "cleared", t) for f in out.cleared)
         stage: str | None = None
         if out.takeover is not None:
             req = out.takeover
