@@ -12,9 +12,12 @@ import math
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 
+import numba as nb
 import numpy as np
 from numpy.typing import NDArray
 from scipy.optimize import linear_sum_assignment
+
+from perception.kernels import F2, IN2, compiled
 
 FloatArray = NDArray[np.float64]
 
@@ -89,8 +92,23 @@ def euclidean_distance(a: FloatArray, b: FloatArray, max_dist: float = 2.0) -> F
     """Euclidean distance between (N,2) and (M,2) points; pairs above ``max_dist`` are NaN."""
     a = np.asarray(a, dtype=np.float64).reshape(-1, 2)
     b = np.asarray(b, dtype=np.float64).reshape(-1, 2)
-    d = np.sqrt(((a[:, None, :] - b[None, :, :]) ** 2).sum(-1))
-    return np.where(d > max_dist, np.nan, d)
+    out: FloatArray = _euclidean_kernel(a, b, float(max_dist))
+    return out
+
+
+@compiled(F2(IN2, IN2, nb.float64))
+def _euclidean_kernel(a, b, max_dist):
+    """√(dx² + dy²) for every pair, NaN above ``max_dist``: numpy's broadcast formula in one call
+    (its two-term sum and sqrt are the same IEEE operations)."""
+    n, m = a.shape[0], b.shape[0]
+    out = np.empty((n, m))
+    for i in range(n):
+        for j in range(m):
+            dx = a[i, 0] - b[j, 0]
+            dy = a[i, 1] - b[j, 1]
+            d = math.sqrt(dx * dx + dy * dy)
+            out[i, j] = np.nan if d > max_dist else d
+    return out
 
 
 def _ids(ids: Iterable[int]) -> NDArray[np.int64]:
@@ -126,23 +144,30 @@ class MotAccumulator:
             self._obj_frames[x] = self._obj_frames.get(x, 0) + 1
         for x in hl:
             self._hyp_frames[x] = self._hyp_frames.get(x, 0) + 1
-        fi, fj = np.nonzero(np.isfinite(d))
-        for a, b in zip(o[fi].tolist(), h[fj].tolist(), strict=True):
-            self._pair_frames[(a, b)] = self._pair_frames.get((a, b), 0) + 1
-        # per-frame bookkeeping on Python scalars: a frame has a handful of rows
+        pairs = self._pair_frames
+        dl = d.tolist()
+        if d.size <= 64:  # a handful of rows: Python scalars beat numpy calls
+            for i, a in enumerate(ol):
+                row = dl[i]
+                for j, b in enumerate(hl):
+                    if math.isfinite(row[j]):
+                        pairs[(a, b)] = pairs.get((a, b), 0) + 1
+        else:
+            fi, fj = np.nonzero(np.isfinite(d))
+            for a, b in zip(o[fi].tolist(), h[fj].tolist(), strict=True):
+                pairs[(a, b)] = pairs.get((a, b), 0) + 1
         o_used = [False] * len(ol)
         h_used = [False] * len(hl)
         if ol and hl:
-            dl = d.tolist()
             # 1. carry forward last frame's correspondences that are still within threshold
             hpos = {hid: j for j, hid in enumerate(hl)}
             for i, oid in enumerate(ol):
                 prev = self._match.get(oid)
-                j = hpos.get(prev) if prev is not None else None
-                if j is not None and not h_used[j] and math.isfinite(dl[i][j]):
-                    o_used[i] = h_used[j] = True
+                k = hpos.get(prev) if prev is not None else None
+                if k is not None and not h_used[k] and math.isfinite(dl[i][k]):
+                    o_used[i] = h_used[k] = True
                     self.matches += 1
-                    self.dist_sum += dl[i][j]
+                    self.dist_sum += dl[i][k]
             # 2. Hungarian on the rest; a new partner for a previously matched object is a switch
             if not (all(o_used) or all(h_used)):  # else nothing is left to pair
                 rest = d.copy()

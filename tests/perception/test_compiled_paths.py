@@ -1,4 +1,5 @@
-"""Detections' compiled paths against the numpy formulations they replace (seeded random cases)."""
+"""Compiled paths of Detections and the tracking metrics against the numpy formulations they
+replace (seeded random cases)."""
 
 from __future__ import annotations
 
@@ -118,3 +119,19 @@ def test_box_fast_path_rejects_non_positive_area() -> None:
     case["z"][1, 2] = 0.0
     with pytest.raises(InvalidDetectionsError, match="positive"):
         Detections(**case)
+
+
+def _euclidean_reference(a: np.ndarray, b: np.ndarray, max_dist: float) -> np.ndarray:
+    d = np.sqrt(((a[:, None, :] - b[None, :, :]) ** 2).sum(-1))
+    return np.where(d > max_dist, np.nan, d)
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_euclidean_distance_matches_numpy(seed: int) -> None:
+    from perception.metrics import euclidean_distance
+
+    rng = np.random.default_rng(seed)
+    a = rng.normal(size=(int(rng.integers(0, 9)), 2)) * 5
+    b = rng.normal(size=(int(rng.integers(0, 9)), 2)) * 5
+    gate = float(rng.uniform(0.5, 10))
+    np.testing.assert_array_equal(euclidean_distance(a, b, gate), _euclidean_reference(a, b, gate))
