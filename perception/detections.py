@@ -48,6 +48,7 @@ def _psd_ok(R: FloatArray, tol: float = 1e-9) -> NDArray[np.bool_]:
 
 
 _F64 = np.dtype(np.float64)
+_I64 = np.dtype(np.int64)
 _NO_ROWS = np.zeros(0)
 
 
@@ -115,20 +116,15 @@ class Detections:
         z, R, scores, labels, rr = self.z, self.R, self.scores, self.labels, self.range_rate
         t = self.t
         m = _Z_DIM.get(self.space) if type(self.space) is str else None
-        if (
-            m is None
-            or not isinstance(t, (float, int))
-            or type(self.sensor) is not str
-            or type(z) is not np.ndarray
-            or type(R) is not np.ndarray
-            or type(scores) is not np.ndarray
-            or type(labels) is not np.ndarray
-            or z.dtype != _F64
-            or R.dtype != _F64
-            or scores.dtype != _F64
-            or labels.dtype.kind not in "iub"
-            or z.ndim != 2
-            or z.shape[1] != m
+        if not (
+            m is not None
+            and isinstance(t, (float, int))
+            and type(self.sensor) is str
+            and np.ndarray is type(z) is type(R) is type(scores) is type(labels)
+            and _F64 == z.dtype == R.dtype == scores.dtype
+            and labels.dtype.kind in "iub"
+            and z.ndim == 2
+            and z.shape[1] == m
         ):
             return False
         n = z.shape[0]
@@ -157,10 +153,10 @@ class Detections:
             return False
         # what _validate stores: z and R themselves, views of scores and range_rate, a copy of
         # the labels, all read-only
-        scores = scores.reshape(-1) if n else np.zeros(0)
-        labels = labels.astype(np.int64)
+        scores = scores.view() if n else np.zeros(0)
+        labels = labels.copy() if labels.dtype == _I64 else labels.astype(np.int64)
         if rr is not None:
-            rr = rr.reshape(-1)
+            rr = rr.view()
             rr.setflags(write=False)
         for a in (z, R, scores, labels):
             a.setflags(write=False)
