@@ -422,7 +422,11 @@ class World:
                     self.t_start[i] = self.t
                     del self._start_triggers[i]
         t0, t1 = self.t, round(self.t + dt, 9)  # no drift from summing dt (1 ns grid)
-        v0, v1 = self.cfg.ego.speed_at(t0), self.cfg.ego.speed_at(t1)
+        ego = self.cfg.ego
+        if ego.speed_profile is None:  # constant speed (what speed_at returns)
+            v0 = v1 = float(ego.speed)
+        else:
+            v0, v1 = ego.speed_at(t0), ego.speed_at(t1)
         self._ego_pos[0] += 0.5 * (v0 + v1) * dt
         self.ego_speed = v1
         self._step_cv(dt)
