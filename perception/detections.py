@@ -6,14 +6,18 @@ Every channel hands the tracker and the safety layer the same type, whatever mad
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
+import llvmlite.ir
+import numba as nb
+import numba.extending
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from perception.errors import InvalidDetectionsError
-from perception.kernels import z_to_xyxy_kernel
+from perception.kernels import F2, F3, IN1, IN2, IN3, compiled, z_to_xyxy_kernel
 
 FloatArray = NDArray[np.float64]
 IntArray = NDArray[np.int64]
@@ -43,6 +47,46 @@ def _psd_ok(R: FloatArray, tol: float = 1e-9) -> NDArray[np.bool_]:
     return sym & (eig.min(axis=1) >= -tol * scale)
 
 
+_F64 = np.dtype(np.float64)
+_I64 = np.dtype(np.int64)
+_NO_ROWS = np.zeros(0)
+
+
+@compiled(nb.boolean(IN2, IN3, IN1, IN1, nb.boolean))
+def _rows_ok(z, R, scores, rr, box):
+    """Every row check of Detections in one pass: z, R, scores (and range_rate when given) finite,
+    scores in [0, 1], 2×2 R symmetric PSD (the closed form of ``_psd_ok``), box z[2:4] > 0."""
+    n, m = z.shape
+    tol = 1e-9
+    for i in range(n):
+        s = scores[i]
+        if not (math.isfinite(s) and s >= 0.0 and s <= 1.0):
+            return False
+        for j in range(m):
+            if not math.isfinite(z[i, j]):
+                return False
+            for k in range(m):
+                if not math.isfinite(R[i, j, k]):
+                    return False
+        if box and not (z[i, 2] > 0.0 and z[i, 3] > 0.0):
+            return False
+        if m == 2:
+            a, b, c, d = R[i, 0, 0], R[i, 0, 1], R[i, 1, 0], R[i, 1, 1]
+            if not abs(b - c) <= tol * (1.0 + abs(b)):
+                return False
+            mm = 0.5 * (b + c)
+            half_tr = 0.5 * (a + d)
+            amd = a - d
+            root = math.sqrt(max(0.25 * (amd * amd) + mm * mm, 0.0))
+            low, high = half_tr - root, half_tr + root
+            if not low >= -tol * max(1.0, max(abs(low), abs(high))):
+                return False
+    for i in range(rr.shape[0]):
+        if not math.isfinite(rr[i]):
+            return False
+    return True
+
+
 @dataclass(frozen=True, eq=False)
 class Detections:
     """N measurements of dimension m taken at time ``t`` by ``sensor``.
@@ -62,6 +106,65 @@ class Detections:
     range_rate: FloatArray | None = field(default=None)
 
     def __post_init__(self) -> None:
+        if not self._validated_fast():
+            self._validate()
+
+    def _validated_fast(self) -> bool:
+        """The common case in one pass: float64/integer C-contiguous arrays of the right shapes,
+        checked by one compiled call. Anything else (or any failed check) returns False and
+        :meth:`_validate` decides, raising the precise error; what is stored is the same."""
+        z, R, scores, labels, rr = self.z, self.R, self.scores, self.labels, self.range_rate
+        t = self.t
+        m = _Z_DIM.get(self.space) if type(self.space) is str else None
+        if not (
+            m is not None
+            and isinstance(t, (float, int))
+            and type(self.sensor) is str
+            and np.ndarray is type(z) is type(R) is type(scores) is type(labels)
+            and _F64 == z.dtype == R.dtype == scores.dtype
+            and labels.dtype.kind in "iub"
+            and z.ndim == 2
+            and z.shape[1] == m
+        ):
+            return False
+        n = z.shape[0]
+        if (
+            R.shape != (n, m, m)
+            or scores.shape != (n,)
+            or labels.shape != (n,)
+            or not (z.flags.c_contiguous and R.flags.c_contiguous and scores.flags.c_contiguous)
+        ):
+            return False
+        if rr is None:
+            rr_check = _NO_ROWS
+        elif (
+            type(rr) is not np.ndarray
+            or rr.dtype != _F64
+            or rr.shape != (n,)
+            or not rr.flags.c_contiguous
+        ):
+            return False
+        else:
+            rr_check = rr
+        t = float(t)
+        if not math.isfinite(t) or not _rows_ok(z, R, scores, rr_check, m == 4):
+            return False
+        if m != 2 and not _psd_ok(R).all():
+            return False
+        # what _validate stores: z and R themselves, views of scores and range_rate, a copy of
+        # the labels, all read-only
+        scores = scores.view() if n else np.zeros(0)
+        labels = labels.copy() if labels.dtype == _I64 else labels.astype(np.int64)
+        if rr is not None:
+            rr = rr.view()
+            rr.setflags(write=False)
+        for a in (z, R, scores, labels):
+            a.setflags(write=False)
+        self.__dict__.update(t=t, z=z, R=R, scores=scores, labels=labels, range_rate=rr)
+        return True
+
+    def _validate(self) -> None:
+        """Full validation and normalisation, raising :class:`InvalidDetectionsError`."""
         set_ = object.__setattr__
         if self.space not in _Z_DIM:
             raise InvalidDetectionsError(
@@ -289,20 +392,61 @@ class Detections:
             raise InvalidDetectionsError("azimuth", f"shape {a.shape} differs from range {r.shape}")
         if r.size == 0:
             return cls.empty(t, sensor, "point")
-        if not (np.all(np.isfinite(r)) and np.all(np.isfinite(a))):
+        z, R, status = _polar_points(r, a, float(sigma_range) ** 2, float(sigma_azimuth) ** 2)
+        if status == 1:
             raise InvalidDetectionsError("range", "contains NaN or inf")
-        if np.any(r < 0):
+        if status == 2:
             raise InvalidDetectionsError("range", "negative range")
         n = r.size
-        c, s = np.cos(a), np.sin(a)
-        z = np.column_stack([r * c, r * s])
-        J = np.empty((n, 2, 2))
-        J[:, 0, 0], J[:, 0, 1] = c, -r * s
-        J[:, 1, 0], J[:, 1, 1] = s, r * c
-        D = np.diag([sigma_range**2, sigma_azimuth**2])
-        R = J @ D @ np.swapaxes(J, 1, 2)
         rr = None if range_rate is None else _as_float("range_rate", range_rate).reshape(-1)
         return cls(z, R, _scores(scores, n), _labels(labels, n), t, sensor, "point", rr)
+
+
+def _fma_typer(typingctx: object, a: object, b: object, c: object) -> object:
+    """a·b + c rounded once (LLVM's fma), for compiled code."""
+    sig = nb.float64(nb.float64, nb.float64, nb.float64)
+
+    def codegen(context: object, builder: object, signature: object, args: object) -> object:
+        dbl = llvmlite.ir.DoubleType()
+        fnty = llvmlite.ir.FunctionType(dbl, [dbl, dbl, dbl])
+        fn = builder.module.declare_intrinsic("llvm.fma", [dbl], fnty)  # type: ignore[attr-defined]
+        return builder.call(fn, args)  # type: ignore[attr-defined]
+
+    return sig, codegen
+
+
+_fma: Any = numba.extending.intrinsic(_fma_typer)
+
+
+@compiled(nb.types.Tuple((F2, F3, nb.int64))(IN1, IN1, nb.float64, nb.float64))
+def _polar_points(r, a, var_r, var_a):
+    """(r, θ) rows → z = (r cos θ, r sin θ) and R = J diag(σr², σθ²) Jᵀ, with status 0 (ok),
+    1 (a NaN/inf) or 2 (a negative range), in one pass. R's sums are the fused multiply-adds of
+    the BLAS product ``J @ D @ Jᵀ`` it replaces, so the numbers are the same."""
+    n = r.shape[0]
+    for i in range(n):
+        if not (math.isfinite(r[i]) and math.isfinite(a[i])):
+            return np.empty((0, 2)), np.empty((0, 2, 2)), 1
+    for i in range(n):
+        if r[i] < 0.0:
+            return np.empty((0, 2)), np.empty((0, 2, 2)), 2
+    z = np.empty((n, 2))
+    R = np.empty((n, 2, 2))
+    for i in range(n):
+        c = math.cos(a[i])
+        s = math.sin(a[i])
+        ri = r[i]
+        z[i, 0] = ri * c
+        z[i, 1] = ri * s
+        j00, j01, j10, j11 = c, -ri * s, s, ri * c
+        # J D (D diagonal: the other product is an exact zero)
+        d00, d01 = j00 * var_r + j01 * 0.0, j00 * 0.0 + j01 * var_a
+        d10, d11 = j10 * var_r + j11 * 0.0, j10 * 0.0 + j11 * var_a
+        R[i, 0, 0] = _fma(d01, j01, d00 * j00)
+        R[i, 0, 1] = _fma(d01, j11, d00 * j10)
+        R[i, 1, 0] = _fma(d11, j01, d10 * j00)
+        R[i, 1, 1] = _fma(d11, j11, d10 * j10)
+    return z, R, 0
 
 
 # ------------------------------------------------------------------ helpers

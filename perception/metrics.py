@@ -8,12 +8,16 @@ assignment (Ristani et al. 2016). Works with any distance (IoU for boxes, Euclid
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 
+import numba as nb
 import numpy as np
 from numpy.typing import NDArray
 from scipy.optimize import linear_sum_assignment
+
+from perception.kernels import F2, IN2, compiled
 
 FloatArray = NDArray[np.float64]
 
@@ -55,8 +59,8 @@ def _lsa_with_missing(costs: FloatArray) -> tuple[NDArray[np.intp], NDArray[np.i
     valid = np.isfinite(costs)
     if valid.all():
         finite = costs
-    elif not valid.any():
-        finite = np.zeros_like(costs)
+    elif not valid.any():  # nothing may pair: the assignment would keep none of its pairs
+        return np.zeros(0, np.intp), np.zeros(0, np.intp)
     else:
         c = np.abs(costs[valid]).max() + 1.0
         finite = np.where(valid, costs, 2 * min(costs.shape) * c + 1.0)
@@ -88,8 +92,30 @@ def euclidean_distance(a: FloatArray, b: FloatArray, max_dist: float = 2.0) -> F
     """Euclidean distance between (N,2) and (M,2) points; pairs above ``max_dist`` are NaN."""
     a = np.asarray(a, dtype=np.float64).reshape(-1, 2)
     b = np.asarray(b, dtype=np.float64).reshape(-1, 2)
-    d = np.sqrt(((a[:, None, :] - b[None, :, :]) ** 2).sum(-1))
-    return np.where(d > max_dist, np.nan, d)
+    out: FloatArray = _euclidean_kernel(a, b, float(max_dist))
+    return out
+
+
+@compiled(F2(IN2, IN2, nb.float64))
+def _euclidean_kernel(a, b, max_dist):
+    """√(dx² + dy²) for every pair, NaN above ``max_dist``: numpy's broadcast formula in one call
+    (its two-term sum and sqrt are the same IEEE operations)."""
+    n, m = a.shape[0], b.shape[0]
+    out = np.empty((n, m))
+    for i in range(n):
+        for j in range(m):
+            dx = a[i, 0] - b[j, 0]
+            dy = a[i, 1] - b[j, 1]
+            d = math.sqrt(dx * dx + dy * dy)
+            out[i, j] = np.nan if d > max_dist else d
+    return out
+
+
+def _ids(ids: Iterable[int]) -> NDArray[np.int64]:
+    """Ids as a 1-D int64 array (an int64 array as it is; anything else through a list)."""
+    if type(ids) is np.ndarray and ids.dtype == np.int64 and ids.ndim == 1:
+        return ids
+    return np.asarray(list(ids), dtype=np.int64)
 
 
 @dataclass
@@ -109,44 +135,55 @@ class MotAccumulator:
 
     def update(self, oids: Iterable[int], hids: Iterable[int], dists: FloatArray) -> None:
         """Add one frame: object ids, hypothesis ids and their distance matrix (NaN = no pair)."""
-        o = np.asarray(list(oids), dtype=np.int64)
-        h = np.asarray(list(hids), dtype=np.int64)
+        o = _ids(oids)
+        h = _ids(hids)
         d = np.array(dists, dtype=np.float64).reshape(o.size, h.size)
         self.frames += 1
-        for x in o.tolist():
+        ol, hl = o.tolist(), h.tolist()
+        for x in ol:
             self._obj_frames[x] = self._obj_frames.get(x, 0) + 1
-        for x in h.tolist():
+        for x in hl:
             self._hyp_frames[x] = self._hyp_frames.get(x, 0) + 1
-        fi, fj = np.nonzero(np.isfinite(d))
-        for a, b in zip(o[fi].tolist(), h[fj].tolist(), strict=True):
-            self._pair_frames[(a, b)] = self._pair_frames.get((a, b), 0) + 1
-        o_used = np.zeros(o.size, bool)
-        h_used = np.zeros(h.size, bool)
-        if o.size and h.size:
+        pairs = self._pair_frames
+        dl = d.tolist()
+        if d.size <= 64:  # a handful of rows: Python scalars beat numpy calls
+            for i, a in enumerate(ol):
+                row = dl[i]
+                for j, b in enumerate(hl):
+                    if math.isfinite(row[j]):
+                        pairs[(a, b)] = pairs.get((a, b), 0) + 1
+        else:
+            fi, fj = np.nonzero(np.isfinite(d))
+            for a, b in zip(o[fi].tolist(), h[fj].tolist(), strict=True):
+                pairs[(a, b)] = pairs.get((a, b), 0) + 1
+        o_used = [False] * len(ol)
+        h_used = [False] * len(hl)
+        if ol and hl:
             # 1. carry forward last frame's correspondences that are still within threshold
-            hpos = {hid: j for j, hid in enumerate(h.tolist())}
-            for i, oid in enumerate(o.tolist()):
+            hpos = {hid: j for j, hid in enumerate(hl)}
+            for i, oid in enumerate(ol):
                 prev = self._match.get(oid)
-                j = hpos.get(prev) if prev is not None else None
-                if j is not None and not h_used[j] and np.isfinite(d[i, j]):
+                k = hpos.get(prev) if prev is not None else None
+                if k is not None and not h_used[k] and math.isfinite(dl[i][k]):
+                    o_used[i] = h_used[k] = True
+                    self.matches += 1
+                    self.dist_sum += dl[i][k]
+            # 2. Hungarian on the rest; a new partner for a previously matched object is a switch
+            if not (all(o_used) or all(h_used)):  # else nothing is left to pair
+                rest = d.copy()
+                rest[np.array(o_used), :] = np.nan
+                rest[:, np.array(h_used)] = np.nan
+                ri, ci = _lsa_with_missing(rest)
+                for i, j in zip(ri.tolist(), ci.tolist(), strict=True):
+                    oid, hid = ol[i], hl[j]
+                    if oid in self._match and self._match[oid] != hid:
+                        self.switches += 1
+                    self._match[oid] = hid
                     o_used[i] = h_used[j] = True
                     self.matches += 1
-                    self.dist_sum += d[i, j]
-            # 2. Hungarian on the rest; a new partner for a previously matched object is a switch
-            rest = d.copy()
-            rest[o_used, :] = np.nan
-            rest[:, h_used] = np.nan
-            ri, ci = _lsa_with_missing(rest)
-            for i, j in zip(ri.tolist(), ci.tolist(), strict=True):
-                oid, hid = int(o[i]), int(h[j])
-                if oid in self._match and self._match[oid] != hid:
-                    self.switches += 1
-                self._match[oid] = hid
-                o_used[i] = h_used[j] = True
-                self.matches += 1
-                self.dist_sum += d[i, j]
-        self.misses += int((~o_used).sum())
-        self.false_positives += int((~h_used).sum())
+                    self.dist_sum += dl[i][j]
+        self.misses += o_used.count(False)
+        self.false_positives += h_used.count(False)
 
     def scores(self) -> TrackingScores:
         """CLEAR-MOT and identity scores of everything accumulated so far."""

@@ -907,6 +907,8 @@ class FaultChain:
 
     def update(self, ctx: TriggerContext) -> list[bool]:
         """Evaluate every fault's triggers at this step."""
+        if not self.faults:
+            return []
         return [f.update(ctx) for f in self.faults]
 
     def apply(self, t: float, x: Output) -> Output:
@@ -915,6 +917,8 @@ class FaultChain:
         If a measurement-level channel has a :class:`FaultyDetector`, Detections leave wrapped in
         :class:`DetectorInput` so the supervisor routes them through it.
         """
+        if not self.faults and self.detector is None:
+            return x
         for f in self.faults:
             x = f.apply(t, x)
         if self.detector is not None and isinstance(x, Detections):

@@ -215,11 +215,13 @@ def mot_scores(
     gt: dict[int, tuple[IntArray, FloatArray]] = {}
     hy: dict[int, tuple[IntArray, FloatArray]] = {}
     aid = np.arange(truth_zone.shape[1], dtype=np.int64)
+    present = ~np.isnan(truth_zone[:, :, 0])
+    offsets = hyp.offsets.tolist()
     for i in range(truth_zone.shape[0]):
-        p = ~np.isnan(truth_zone[i, :, 0])
+        p = present[i]
         gt[i] = (aid[p], truth_zone[i, p])
-        s = hyp.at(i)
-        hy[i] = (hyp.ids[s], hyp.pos[s])
+        a, b = offsets[i], offsets[i + 1]
+        hy[i] = (hyp.ids[a:b], hyp.pos[a:b])
     sc = evaluate(gt, hy, lambda a, b: euclidean_distance(a, b, max_dist=gate))
     return _finite(sc.mota), _finite(sc.idf1), "perception.metrics"
 

@@ -401,6 +401,13 @@ def _decode(tp: Any, v: Any) -> Any:
 
 
 # --------------------------------------------------------------------------- recording
+_I64 = np.dtype(np.int64)
+_F64 = np.dtype(np.float64)
+_NO_IDS: IntArray = np.zeros(0, np.int64)
+_NO_POS: FloatArray = np.zeros((0, 2))
+_NO_IDS.setflags(write=False)
+_NO_POS.setflags(write=False)
+
 class _PointSetBuilder:
     """Accumulates per-step point rows, then packs them into a `PointSets`."""
 
@@ -411,11 +418,34 @@ class _PointSetBuilder:
         self.flags: list[IntArray] = []
 
     def add(self, ids: Any, pos: Any, flags: Any) -> None:
+        if (  # the recorder's own case, already in shape: no conversions (the same rows stored)
+            type(ids) is np.ndarray
+            and type(pos) is np.ndarray
+            and type(flags) is np.ndarray
+            and ids.dtype == _I64
+            and pos.dtype == _F64
+            and flags.dtype == _I64
+            and ids.ndim == 1
+            and pos.shape == (ids.shape[0], 2)
+            and flags.shape == ids.shape
+        ):
+            self.counts.append(ids.shape[0])
+            self.ids.append(ids)
+            self.pos.append(pos)
+            self.flags.append(flags.copy())
+            return
         i = np.asarray(ids, dtype=np.int64).reshape(-1)
         self.counts.append(int(i.size))
         self.ids.append(i)
         self.pos.append(np.asarray(pos, dtype=np.float64).reshape(i.size, 2))
         self.flags.append(np.broadcast_to(np.asarray(flags, dtype=np.int64), i.shape).copy())
+
+    def add_empty(self) -> None:
+        """A step with no rows."""
+        self.counts.append(0)
+        self.ids.append(_NO_IDS)
+        self.pos.append(_NO_POS)
+        self.flags.append(_NO_IDS)
 
     def build(self) -> PointSets:
         offsets = np.concatenate([[0], np.cumsum(self.counts, dtype=np.int64)]).astype(np.int64)
@@ -451,6 +481,7 @@ class SeriesBuilder:
         self._truth: list[FloatArray] = []
         self._objects = _PointSetBuilder()
         self._tracks = {c: _PointSetBuilder() for c in channels}
+        self._state_codes: dict[Any, int] = {}
 
     def stage_code(self, stage: object) -> int:
         """Code of a takeover stage name (-1 for None), growing the vocabulary as needed."""
@@ -476,8 +507,16 @@ class SeriesBuilder:
     ) -> None:
         """Append one step. ``objects`` / ``tracks[c]`` are (ids, positions (n, 2), flags)."""
         self._t.append(float(t))
-        self._state.append(state_code(state))
-        self._stage.append(self.stage_code(stage))
+        try:
+            code = self._state_codes[state]
+        except (KeyError, TypeError):
+            code = state_code(state)
+            try:
+                self._state_codes[state] = code
+            except TypeError:  # an unhashable state
+                pass
+        self._state.append(code)
+        self._stage.append(-1 if stage is None else self.stage_code(stage))
         self._speed.append(float(ego_speed))
         self._active.append(int(active_faults))
         self._overran.append(bool(overran))
@@ -488,7 +527,7 @@ class SeriesBuilder:
             if c in tracks:
                 b.add(*tracks[c])
             else:
-                b.add((), np.zeros((0, 2)), ())
+                b.add_empty()
 
     def build(self) -> TimeSeries:
         """The recorded `TimeSeries`."""

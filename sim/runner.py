@@ -220,6 +220,12 @@ def run_scenario(
     last_stage: str | None = None
     last_mrm: tuple[str, str] | None = None
 
+    # per sensor, in order: channel, source channel, sensor, its stream, its fault chain
+    feeds = [
+        (s.channel, getattr(s, "source", None), sensors[s.channel], rngs[s.channel],
+         chains[s.channel])
+        for s in order
+    ]
     truth = world.truth()
     for i in range(cfg.steps):
         t = i * dt
@@ -236,25 +242,24 @@ def run_scenario(
             chain.update(ctx)
         inputs: dict[str, Any] = {}
         raw: dict[str, Any] = {}
-        for s in order:
-            name = s.channel
-            src = getattr(s, "source", None)
-            sensor = sensors[name]
+        for name, src, sensor, rng, chain in feeds:
             if not sensor.due(t):
                 x = None
             elif src is not None:
                 x = raw.get(src)
             else:
-                x = sensor.measure(t, truth, rngs[name])
+                x = sensor.measure(t, truth, rng)
             raw[name] = x
             if record_frames and isinstance(x, np.ndarray):
                 frames.setdefault(name, []).append(x)
-            inputs[name] = chains[name].apply(t, x)
+            inputs[name] = chain.apply(t, x)
         out: StepOutput = sup.step(t, inputs, ego_speed=float(truth.speed))
 
         # events
-        findings.extend(_finding_record(f, "raised", t) for f in out.raised)
-        findings.extend(_finding_record(f, "cleared", t) for f in out.cleared)
+        if out.raised:
+            findings.extend(_finding_record(f, "raised", t) for f in out.raised)
+        if out.cleared:
+            findings.extend(_finding_record(f, "cleared", t) for f in out.cleared)
         stage: str | None = None
         if out.takeover is not None:
             req = out.takeover
@@ -294,15 +299,20 @@ def run_scenario(
             brake.command(t, float(out.mrm.deceleration))
 
         # record
-        objs = [o for o in out.objects if getattr(o, "frame", "ground") == "ground"]
-        n = len(objs)
-        obj_ids = np.fromiter((o.object_id for o in objs), np.int64, n)
-        obj_pos = np.array([o.position for o in objs], dtype=np.float64).reshape(n, 2)
-        obj_flags = np.fromiter(
-            (int(o.corroborated) | sum(bit.get(c, 0) for c in o.channels) for o in objs),
-            np.int64,
-            n,
+        ids_l: list[int] = []
+        pos_l: list[Any] = []
+        flags_l: list[int] = []
+        for o in out.objects:
+            if getattr(o, "frame", "ground") == "ground":
+                ids_l.append(o.object_id)
+                pos_l.append(o.position)
+                flags_l.append(int(o.corroborated) | sum(bit.get(c, 0) for c in o.channels))
+        n = len(ids_l)
+        obj_ids = np.array(ids_l, dtype=np.int64)
+        obj_pos = (
+            np.array(pos_l, dtype=np.float64).reshape(n, 2) if n else np.zeros((0, 2))
         )
+        obj_flags = np.array(flags_l, dtype=np.int64)
         tracks: dict[str, tuple[Any, Any, Any]] = {}
         for name, tr in recorder.tracks.items():
             if tr is not None and getattr(tr, "space", "point") == "point":

@@ -17,12 +17,14 @@ from __future__ import annotations
 import math
 from typing import Annotated, Any, Literal, Protocol
 
+import numba as nb
 import numpy as np
 from numpy.random import Generator
 from numpy.typing import NDArray
 from pydantic import BaseModel, ConfigDict, Field
 
-from perception.detections import Detections
+from perception.detections import Detections, _fma, _polar_points
+from perception.kernels import F1, F2, F3, IIN1, IN1, IN2, compiled
 from safety.channels import FieldOfView
 from sim.render import RenderConfig, render_frame
 from sim.world import KINDS, Truth
@@ -212,6 +214,195 @@ def _in_fov(fov: FieldOfView, positions: FloatArray) -> NDArray[np.bool_]:
     return fov.contains(positions)
 
 
+def _sector(fov: FieldOfView) -> FloatArray | None:
+    """(range_min, range_max, azimuth_min_deg, azimuth_max_deg) of a ground sector, for the
+    compiled sensor paths (``FieldOfView.contains`` with no margin); None for an image FOV."""
+    if fov.image_width is not None and fov.image_height is not None:
+        return None
+    return np.array([fov.range_min, fov.range_max, fov.azimuth_min_deg, fov.azimuth_max_deg],
+                    dtype=np.float64)
+
+
+@compiled(nb.float64(IN1, nb.int64, nb.int64))
+def _pairwise_sum(a, start, n):
+    """numpy's float sum of a[start:start + n] (8-way pairwise blocks), so sums match it bitwise."""
+    if n < 8:
+        res = 0.0
+        for i in range(n):
+            res += a[start + i]
+        return res
+    if n <= 128:
+        r = np.empty(8)
+        for k in range(8):
+            r[k] = a[start + k]
+        m = n - n % 8
+        for i in range(8, m, 8):
+            for k in range(8):
+                r[k] += a[start + i + k]
+        res = ((r[0] + r[1]) + (r[2] + r[3])) + ((r[4] + r[5]) + (r[6] + r[7]))
+        for i in range(m, n):
+            res += a[start + i]
+        return res
+    n2 = n // 2
+    n2 -= n2 % 8
+    return _pairwise_sum(a, start, n2) + _pairwise_sum(a, start + n2, n - n2)
+
+
+@compiled(nb.types.Tuple((F1, F1, F1))(IN2, IN2, IN1))
+def _sight_extent(pos, sizes, az):
+    """Range of each actor, its footprint's half-width across the line of sight and the range
+    floored at 1e-6 (occlusion_fraction's half-extent is numpy's arctan2 of the last two)."""
+    n = pos.shape[0]
+    r = np.empty(n)
+    across = np.empty(n)
+    rden = np.empty(n)
+    for i in range(n):
+        r[i] = math.hypot(pos[i, 0], pos[i, 1])
+        across[i] = 0.5 * (sizes[i, 1] * abs(math.cos(az[i])) + sizes[i, 0] * abs(math.sin(az[i])))
+        rden[i] = max(r[i], 1e-6)
+    return r, across, rden
+
+
+@compiled(F1(IN2, IN1, IN1, IN1))
+def _occlusion(pos, r, az, half):
+    """occlusion_fraction from ranges, bearings and angular half-extents: overlaps with nearer
+    actors in front summed per row (numpy's pairwise order), over the extent, clipped to [0, 1]."""
+    n = pos.shape[0]
+    row = np.empty(n)
+    frac = np.empty(n)
+    for i in range(n):
+        lo_i, hi_i = az[i] - half[i], az[i] + half[i]
+        for j in range(n):
+            lo_j, hi_j = az[j] - half[j], az[j] + half[j]
+            ov = max(0.0, min(hi_i, hi_j) - max(lo_i, lo_j))
+            near = r[j] < r[i] and pos[j, 0] > 0.0 and pos[i, 0] > 0.0
+            row[j] = ov * (1.0 if near else 0.0)
+        f = _pairwise_sum(row, 0, n) / max(hi_i - lo_i, 1e-12)
+        frac[i] = min(max(f, 0.0), 1.0)
+    return frac
+
+
+@compiled(
+    nb.types.Tuple((F2, F3, F1, nb.int64[::1]))(
+        IN2, IN1, IN1, IN1, IN1, IN2, IN1, IIN1, F1, F1
+    )
+)
+def _camera_points(pos, r, az, half, u, noise, snoise, kinds, fov, p):
+    """CameraSensor.measure (point output) after the draws: occlusion, detection, score, polar
+    noise and the detected rows' z, R (polar_covariance + 1e-9 I, its matmul sums as fused
+    multiply-adds) and labels. ``fov`` = (range_min, range_max, azimuth_min_deg,
+    azimuth_max_deg); ``p`` the config numbers in the order unpacked below."""
+    n = pos.shape[0]
+    occ = _occlusion(pos, r, az, half)
+    (p_detect, dp_far, max_occ, score0, drop_r, drop_occ, score_noise, sig_r, growth,
+     sig_a) = p[0], p[1], p[2], p[3], p[4], p[5], p[6], p[7], p[8], p[9]
+    rmin, rmax, amin, amax = fov[0], fov[1], fov[2], fov[3]
+    det = np.zeros(n, np.bool_)
+    score = np.empty(n)
+    rn = np.empty(n)
+    an = np.empty(n)
+    sr = np.empty(n)
+    k = 0
+    for i in range(n):
+        frac_r = min(max(r[i] / rmax, 0.0), 1.0)
+        pd = (p_detect + dp_far * frac_r) * (1.0 - occ[i])
+        if occ[i] > max_occ:
+            pd = 0.0
+        az_deg = az[i] * (180.0 / math.pi)
+        inside = r[i] >= rmin and r[i] <= rmax and az_deg >= amin and az_deg <= amax
+        det[i] = inside and u[i] < pd
+        sc = score0 - drop_r * frac_r - drop_occ * occ[i]
+        score[i] = min(max(sc + score_noise * snoise[i], 0.01), 1.0)
+        sr[i] = sig_r + growth * (r[i] * r[i])
+        rn[i] = max(r[i] + sr[i] * noise[i, 0], 0.0)
+        an[i] = az[i] + sig_a * noise[i, 1]
+        if det[i]:
+            k += 1
+    z = np.empty((k, 2))
+    R = np.empty((k, 2, 2))
+    sc_out = np.empty(k)
+    lab = np.empty(k, np.int64)
+    m = 0
+    var_a = sig_a * sig_a
+    for i in range(n):
+        if not det[i]:
+            continue
+        c = math.cos(an[i])
+        s = math.sin(an[i])
+        z[m, 0] = rn[i] * c
+        z[m, 1] = rn[i] * s
+        j00, j01, j10, j11 = c, -rn[i] * s, s, rn[i] * c
+        var_r = sr[i] * sr[i]
+        d00, d01 = j00 * var_r + j01 * 0.0, j00 * 0.0 + j01 * var_a
+        d10, d11 = j10 * var_r + j11 * 0.0, j10 * 0.0 + j11 * var_a
+        r00 = _fma(d01, j01, d00 * j00)
+        r01 = _fma(d01, j11, d00 * j10)
+        r10 = _fma(d11, j01, d10 * j00)
+        r11 = _fma(d11, j11, d10 * j10)
+        R[m, 0, 0] = 0.5 * (r00 + r00) + 1e-9
+        R[m, 0, 1] = 0.5 * (r01 + r10) + 0.0
+        R[m, 1, 0] = 0.5 * (r10 + r01) + 0.0
+        R[m, 1, 1] = 0.5 * (r11 + r11) + 1e-9
+        sc_out[m] = score[i]
+        lab[m] = kinds[i]
+        m += 1
+    return z, R, sc_out, lab
+
+
+@compiled(
+    nb.types.Tuple((F1, F1, F1, F1, nb.int64[::1], F2, F3, nb.int64))(
+        IN2, IN2, IN1, IN1, IN2, IN1, IN2, IIN1, nb.float64, F1, F1, nb.boolean
+    )
+)
+def _radar_rows(pos, vel, az, u, noise, snoise, cu, kinds, speed, fov, p, classify):
+    """RadarSensor.measure (without occlusion) after the draws: the detected actors' noisy range,
+    azimuth, range rate, score and label, then the clutter rows, and their conversion by
+    Detections.from_polar (z, R and its status). ``fov`` = (range_min, range_max,
+    azimuth_min_deg, azimuth_max_deg); ``p`` the config numbers in the order unpacked below."""
+    n = pos.shape[0]
+    nc = cu.shape[0]
+    p_detect, sig_r, sig_a, sig_rr, score0, score_noise, c_lo, c_hi, var_r, var_a = (
+        p[0], p[1], p[2], p[3], p[4], p[5], p[6], p[7], p[8], p[9]
+    )
+    rmin, rmax, amin, amax = fov[0], fov[1], fov[2], fov[3]
+    det = np.zeros(n, np.bool_)
+    k = 0
+    for i in range(n):
+        r = math.hypot(pos[i, 0], pos[i, 1])
+        az_deg = az[i] * (180.0 / math.pi)
+        inside = r >= rmin and r <= rmax and az_deg >= amin and az_deg <= amax
+        det[i] = inside and u[i] < p_detect
+        if det[i]:
+            k += 1
+    rn = np.empty(k + nc)
+    an = np.empty(k + nc)
+    rrn = np.empty(k + nc)
+    sc = np.empty(k + nc)
+    lab = np.zeros(k + nc, np.int64)
+    m = 0
+    for i in range(n):
+        if not det[i]:
+            continue
+        r = math.hypot(pos[i, 0], pos[i, 1])
+        rr = (pos[i, 0] * vel[i, 0] + pos[i, 1] * vel[i, 1]) / max(r, 1e-9)
+        rn[m] = max(r + sig_r * noise[i, 0], 0.0)
+        an[m] = az[i] + sig_a * noise[i, 1]
+        rrn[m] = rr + sig_rr * noise[i, 2]
+        sc[m] = min(max(score0 + score_noise * snoise[i], 0.01), 1.0)
+        if classify:
+            lab[m] = kinds[i]
+        m += 1
+    for j in range(nc):
+        ca = (amin + (amax - amin) * cu[j, 1]) * (math.pi / 180.0)
+        rn[m] = rmin + (rmax - rmin) * cu[j, 0]
+        an[m] = ca
+        rrn[m] = -speed * math.cos(ca) + sig_rr * (2.0 * cu[j, 2] - 1.0)
+        sc[m] = c_lo + (c_hi - c_lo) * cu[j, 3]
+        m += 1
+    z, R, status = _polar_points(rn, an, var_r, var_a)
+    return rn, an, rrn, sc, lab, z, R, status
+
+
 class _Rate:
     """Fires on the grid k / rate_hz (k = 0, 1, ...): the first call at or after each tick."""
 
@@ -235,6 +426,15 @@ class CameraSensor:
         self.channel = cfg.channel
         self._rate = _Rate(cfg.rate_hz)
         self._camera: Any = cfg.intrinsics.build() if cfg.output == "box" else None
+        # the compiled point path's constants (None: box output or an image-rectangle FOV)
+        self._fov = _sector(cfg.fov)
+        self._params: FloatArray | None = None
+        if cfg.output == "point" and self._fov is not None:
+            self._params = np.array([
+                cfg.p_detect, cfg.p_detect_far - cfg.p_detect, cfg.max_occlusion, cfg.score,
+                cfg.score_range_drop, cfg.score_occlusion_drop, cfg.score_noise, cfg.sigma_range,
+                cfg.sigma_range_growth, math.radians(cfg.sigma_azimuth_deg),
+            ])
 
     def due(self, t: float) -> bool:
         """Whether a measurement is due at ``t`` (rate_hz grid)."""
@@ -242,12 +442,28 @@ class CameraSensor:
 
     def measure(self, t: float, truth: Truth, rng: Generator) -> Detections:
         """One frame's detections of ``truth``."""
-        cfg = self.cfg
         n = len(truth)
         # fixed number of draws per actor: detection, 2 noise, score noise
         u = rng.random(n)
         noise = rng.standard_normal((n, 2))
         snoise = rng.standard_normal(n)
+        if self._params is None:
+            return self._measure_numpy(t, truth, u, noise, snoise)
+        pos = truth.positions
+        az = np.arctan2(pos[:, 1], pos[:, 0])
+        r, across, rden = _sight_extent(pos, truth.sizes, az)
+        z, R, score, labels = _camera_points(
+            pos, r, az, np.arctan2(across, rden), u, noise, snoise, truth.kinds, self._fov,
+            self._params,
+        )
+        return Detections(z, R, score, labels, t, self.channel, "point")
+
+    def _measure_numpy(
+        self, t: float, truth: Truth, u: FloatArray, noise: FloatArray, snoise: FloatArray
+    ) -> Detections:
+        """measure() after the draws, for box output and image-rectangle fields of view."""
+        cfg = self.cfg
+        n = len(truth)
         pos = truth.positions
         r, az = truth.ranges, truth.azimuths
         occ = occlusion_fraction(pos, truth.sizes)
@@ -365,6 +581,18 @@ class RadarSensor:
         self.cfg = cfg
         self.channel = cfg.channel
         self._rate = _Rate(cfg.rate_hz)
+        # the compiled path's constants (None: occlusion on, or an image-rectangle FOV)
+        self._fov = _sector(cfg.fov)
+        self._params: FloatArray | None = None
+        if not cfg.occlusion and self._fov is not None:
+            lo, hi = cfg.clutter_score
+            sa = math.radians(cfg.sigma_azimuth_deg)
+            self._params = np.array([
+                cfg.p_detect, cfg.sigma_range, sa, cfg.sigma_range_rate, cfg.score,
+                cfg.score_noise, lo, hi,
+                # from_polar's variances, as it squares the sigmas the radar hands it
+                float(max(cfg.sigma_range, 1e-3)) ** 2, float(max(sa, 1e-5)) ** 2,
+            ])
 
     def due(self, t: float) -> bool:
         """Whether a scan is due at ``t`` (rate_hz grid)."""
@@ -379,6 +607,19 @@ class RadarSensor:
         snoise = rng.standard_normal(n)
         n_clutter = int(rng.poisson(cfg.clutter_rate))
         cu = rng.random((n_clutter, 4))
+        sa = math.radians(cfg.sigma_azimuth_deg)
+        if self._params is not None:
+            pos = truth.positions
+            rn, an, rrn, scores, labels, z, R, status = _radar_rows(
+                pos, truth.velocities, np.arctan2(pos[:, 1], pos[:, 0]), u, noise, snoise, cu,
+                truth.kinds, float(truth.speed), self._fov, self._params, cfg.classify,
+            )
+            if status == 0 and len(rn):  # what from_polar makes of these rows
+                return Detections(z, R, scores, labels, t, self.channel, "point", rrn)
+            return Detections.from_polar(
+                rn, an, t=t, range_rate=rrn, sigma_range=max(cfg.sigma_range, 1e-3),
+                sigma_azimuth=max(sa, 1e-5), scores=scores, labels=labels, sensor=self.channel,
+            )
         pos = truth.positions
         r, az, rr = truth.ranges, truth.azimuths, truth.range_rates
         pd = np.full(n, cfg.p_detect)
@@ -386,7 +627,6 @@ class RadarSensor:
             occ = occlusion_fraction(pos, truth.sizes)
             pd = np.where(occ > cfg.max_occlusion, 0.0, pd * (1.0 - occ))
         d = _in_fov(cfg.fov, pos) & (u < pd)
-        sa = math.radians(cfg.sigma_azimuth_deg)
         rn = np.maximum(r + cfg.sigma_range * noise[:, 0], 0.0)[d]
         an = (az + sa * noise[:, 1])[d]
         rrn = (rr + cfg.sigma_range_rate * noise[:, 2])[d]

@@ -346,6 +346,9 @@ class World:
             )
         }
         m = [a.motion for a in actors]
+        # groups are built in actor order, so a full constant-velocity group is every actor
+        self._cv_all = n > 0 and len(self._groups["constant_velocity"]) == n
+        self._others = len(self._groups["constant_velocity"]) < n
 
         def param(name: str, pattern: str) -> FloatArray:
             return np.array([getattr(m[i], name) for i in self._groups[pattern]], dtype=np.float64)
@@ -419,21 +422,30 @@ class World:
                     self.t_start[i] = self.t
                     del self._start_triggers[i]
         t0, t1 = self.t, round(self.t + dt, 9)  # no drift from summing dt (1 ns grid)
-        v0, v1 = self.cfg.ego.speed_at(t0), self.cfg.ego.speed_at(t1)
+        ego = self.cfg.ego
+        if ego.speed_profile is None:  # constant speed (what speed_at returns)
+            v0 = v1 = float(ego.speed)
+        else:
+            v0, v1 = ego.speed_at(t0), ego.speed_at(t1)
         self._ego_pos[0] += 0.5 * (v0 + v1) * dt
         self.ego_speed = v1
         self._step_cv(dt)
-        self._step_lane_change(dt, t1)
-        self._step_crossing(t1)
-        self._step_stop_and_go(dt, t1)
-        self._step_random_walk(dt)
-        self._step_traffic(t1)
+        if self._others:
+            self._step_lane_change(dt, t1)
+            self._step_crossing(t1)
+            self._step_stop_and_go(dt, t1)
+            self._step_random_walk(dt)
+            self._step_traffic(t1)
         self.t = t1
         return self.truth()
 
     def _step_cv(self, dt: float) -> None:
+        if self._cv_all:  # every actor (in order): the same update without fancy indexing
+            self.pos += self.vel * dt
+            return
         idx = self._groups["constant_velocity"]
-        self.pos[idx] += self.vel[idx] * dt
+        if len(idx):
+            self.pos[idx] += self.vel[idx] * dt
 
     def _step_lane_change(self, dt: float, t1: float) -> None:
         idx = self._groups["lane_change"]
