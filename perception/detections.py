@@ -8,16 +8,14 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Literal
 
-import llvmlite.ir
 import numba as nb
-import numba.extending
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from perception.errors import InvalidDetectionsError
-from perception.kernels import F2, F3, IN1, IN2, IN3, compiled, z_to_xyxy_kernel
+from perception.kernels import F2, F3, IN1, IN2, IN3, compiled, fma, z_to_xyxy_kernel
 
 FloatArray = NDArray[np.float64]
 IntArray = NDArray[np.int64]
@@ -392,7 +390,7 @@ class Detections:
             raise InvalidDetectionsError("azimuth", f"shape {a.shape} differs from range {r.shape}")
         if r.size == 0:
             return cls.empty(t, sensor, "point")
-        z, R, status = _polar_points(r, a, float(sigma_range) ** 2, float(sigma_azimuth) ** 2)
+        z, R, status = polar_points(r, a, float(sigma_range) ** 2, float(sigma_azimuth) ** 2)
         if status == 1:
             raise InvalidDetectionsError("range", "contains NaN or inf")
         if status == 2:
@@ -402,27 +400,25 @@ class Detections:
         return cls(z, R, _scores(scores, n), _labels(labels, n), t, sensor, "point", rr)
 
 
-def _fma_typer(typingctx: object, a: object, b: object, c: object) -> object:
-    """a·b + c rounded once (LLVM's fma), for compiled code."""
-    sig = nb.float64(nb.float64, nb.float64, nb.float64)
-
-    def codegen(context: object, builder: object, signature: object, args: object) -> object:
-        dbl = llvmlite.ir.DoubleType()
-        fnty = llvmlite.ir.FunctionType(dbl, [dbl, dbl, dbl])
-        fn = builder.module.declare_intrinsic("llvm.fma", [dbl], fnty)  # type: ignore[attr-defined]
-        return builder.call(fn, args)  # type: ignore[attr-defined]
-
-    return sig, codegen
-
-
-_fma: Any = numba.extending.intrinsic(_fma_typer)
+@nb.njit(cache=True, nogil=True)
+def polar_row(r, a, var_r, var_a):  # pragma: no cover - compiled
+    """One (r, θ) → (x, y) and R = J diag(var_r, var_a) Jᵀ as (r00, r01, r10, r11), J the
+    Jacobian of the conversion; R's sums are the fused multiply-adds of the BLAS product
+    ``J @ D @ Jᵀ`` it replaces, so the numbers are the same."""
+    c = math.cos(a)
+    s = math.sin(a)
+    j00, j01, j10, j11 = c, -r * s, s, r * c
+    # J D (D diagonal: the other product is an exact zero)
+    d00, d01 = j00 * var_r + j01 * 0.0, j00 * 0.0 + j01 * var_a
+    d10, d11 = j10 * var_r + j11 * 0.0, j10 * 0.0 + j11 * var_a
+    return (r * c, r * s, fma(d01, j01, d00 * j00), fma(d01, j11, d00 * j10),
+            fma(d11, j01, d10 * j00), fma(d11, j11, d10 * j10))
 
 
 @compiled(nb.types.Tuple((F2, F3, nb.int64))(IN1, IN1, nb.float64, nb.float64))
-def _polar_points(r, a, var_r, var_a):
-    """(r, θ) rows → z = (r cos θ, r sin θ) and R = J diag(σr², σθ²) Jᵀ, with status 0 (ok),
-    1 (a NaN/inf) or 2 (a negative range), in one pass. R's sums are the fused multiply-adds of
-    the BLAS product ``J @ D @ Jᵀ`` it replaces, so the numbers are the same."""
+def polar_points(r, a, var_r, var_a):
+    """(r, θ) rows → z = (r cos θ, r sin θ) and R = J diag(σr², σθ²) Jᵀ (:func:`polar_row`),
+    with status 0 (ok), 1 (a NaN/inf) or 2 (a negative range), in one pass."""
     n = r.shape[0]
     for i in range(n):
         if not (math.isfinite(r[i]) and math.isfinite(a[i])):
@@ -433,19 +429,8 @@ def _polar_points(r, a, var_r, var_a):
     z = np.empty((n, 2))
     R = np.empty((n, 2, 2))
     for i in range(n):
-        c = math.cos(a[i])
-        s = math.sin(a[i])
-        ri = r[i]
-        z[i, 0] = ri * c
-        z[i, 1] = ri * s
-        j00, j01, j10, j11 = c, -ri * s, s, ri * c
-        # J D (D diagonal: the other product is an exact zero)
-        d00, d01 = j00 * var_r + j01 * 0.0, j00 * 0.0 + j01 * var_a
-        d10, d11 = j10 * var_r + j11 * 0.0, j10 * 0.0 + j11 * var_a
-        R[i, 0, 0] = _fma(d01, j01, d00 * j00)
-        R[i, 0, 1] = _fma(d01, j11, d00 * j10)
-        R[i, 1, 0] = _fma(d11, j01, d10 * j00)
-        R[i, 1, 1] = _fma(d11, j11, d10 * j10)
+        z[i, 0], z[i, 1], R[i, 0, 0], R[i, 0, 1], R[i, 1, 0], R[i, 1, 1] = polar_row(
+            r[i], a[i], var_r, var_a)
     return z, R, 0
 
 

@@ -14,7 +14,9 @@ from __future__ import annotations
 
 from typing import Any
 
+import llvmlite.ir
 import numba as nb
+import numba.extending
 import numpy as np
 
 
@@ -37,6 +39,23 @@ IN1 = nb.types.Array(nb.float64, 1, "A", readonly=True)
 IIN1 = nb.types.Array(nb.int64, 1, "A", readonly=True)
 BIN1 = nb.types.Array(nb.bool_, 1, "A", readonly=True)
 BIN2 = nb.types.Array(nb.bool_, 2, "A", readonly=True)
+
+
+def _fma_typer(typingctx: object, a: object, b: object, c: object) -> object:
+    """a·b + c rounded once (LLVM's fma), for compiled code."""
+    sig = nb.float64(nb.float64, nb.float64, nb.float64)
+
+    def codegen(context: object, builder: object, signature: object, args: object) -> object:
+        dbl = llvmlite.ir.DoubleType()
+        fnty = llvmlite.ir.FunctionType(dbl, [dbl, dbl, dbl])
+        fn = builder.module.declare_intrinsic("llvm.fma", [dbl], fnty)  # type: ignore[attr-defined]
+        return builder.call(fn, args)  # type: ignore[attr-defined]
+
+    return sig, codegen
+
+
+#: a·b + c with one rounding (LLVM's fma intrinsic), callable from compiled code
+fma: Any = nb.extending.intrinsic(_fma_typer)
 
 
 @compiled(nb.types.Tuple((nb.int64[::1], nb.int64[:, ::1]))(IN2))

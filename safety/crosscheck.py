@@ -18,6 +18,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Literal
 
 import numba as nb
@@ -1425,6 +1426,18 @@ _new = object.__new__
 _set = object.__setattr__
 
 
+@lru_cache(maxsize=64)
+def _code_tables(names: tuple[str, ...]) -> tuple[IntArray, list[tuple[str, ...]],
+                                                 list[tuple[int, ...]]]:
+    """Per membership bit pattern over ``names``: the bit weights, the channel names it holds,
+    and their indices (cached: the channel set of a frame group rarely changes)."""
+    n_ch = len(names)
+    bits = 1 << np.arange(n_ch, dtype=np.int64)
+    by_code = [tuple(n for k, n in enumerate(names) if code >> k & 1) for code in range(1 << n_ch)]
+    idx_code = [tuple(k for k in range(n_ch) if code >> k & 1) for code in range(1 << n_ch)]
+    return bits, by_code, idx_code
+
+
 def _make_objects(g: _GroupOut, obj_ids: IntArray) -> list[VouchedObject]:
     """The group's VouchedObjects, built in one pass over plain Python rows.
 
@@ -1432,42 +1445,36 @@ def _make_objects(g: _GroupOut, obj_ids: IntArray) -> list[VouchedObject]:
     its attribute dict in one assignment (what the frozen dataclass ``__init__`` would set, field
     by field, at about twice the cost).
     """
-    names = [c.name for c in g.chans]
-    n_ch = len(names)
     n_obj = int(obj_ids.shape[0])
     if n_obj == 0:
         return []
-    bits = 1 << np.arange(n_ch, dtype=np.int64)
-    by_code = [tuple(n for k, n in enumerate(names) if code >> k & 1) for code in range(1 << n_ch)]
-    idx_code = [[k for k in range(n_ch) if code >> k & 1] for code in range(1 << n_ch)]
+    names = tuple(c.name for c in g.chans)
+    bits, by_code, idx_code = _code_tables(names)
+    full = len(by_code) - 1
     inc = (g.included @ bits).tolist()
     los = (g.est_loser @ bits).tolist()
     cvb = (g.covers @ bits).tolist()
-    tid = g.tids.tolist()
-    corr = g.corroborated.tolist()
-    lab = g.label.tolist()
-    oids = obj_ids.tolist()
-    pos = list(g.pos)
-    cov = list(g.cov)
     vel: list[FloatArray | None] = [None] * n_obj if g.vel is None else list(g.vel)
     frame = g.frame
     out: list[VouchedObject] = []
-    for o in range(n_obj):
-        row = tid[o]
-        ci, cl = inc[o], los[o]
+    append = out.append
+    for oid, row, ci, cl, cv, corr, lab, pos, cov, v in zip(
+            obj_ids.tolist(), g.tids.tolist(), inc, los, cvb, g.corroborated.tolist(),
+            g.label.tolist(), g.pos, g.cov, vel, strict=True):
         obj = _new(VouchedObject)
         _set(obj, "__dict__", {
-            "object_id": oids[o],
-            "position": pos[o],
-            "cov": cov[o],
+            "object_id": oid,
+            "position": pos,
+            "cov": cov,
             "channels": by_code[ci],
-            "track_ids": {names[k]: row[k] for k in idx_code[ci]},
-            "corroborated": corr[o],
-            "label": lab[o],
-            "velocity": vel[o],
+            "track_ids": dict(zip(names, row, strict=True)) if ci == full
+            else {names[k]: row[k] for k in idx_code[ci]},
+            "corroborated": corr,
+            "label": lab,
+            "velocity": v,
             "outvoted": {names[k]: row[k] for k in idx_code[cl]} if cl else {},
-            "covered_by": by_code[cvb[o]],
+            "covered_by": by_code[cv],
             "frame": frame,
         })
-        out.append(obj)
+        append(obj)
     return out

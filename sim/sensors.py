@@ -23,7 +23,7 @@ from numpy.random import Generator
 from numpy.typing import NDArray
 from pydantic import BaseModel, ConfigDict, Field
 
-from perception.detections import Detections, _fma, _polar_points
+from perception.detections import Detections, polar_points, polar_row
 from perception.kernels import F1, F2, F3, IIN1, IN1, IN2, compiled
 from safety.channels import FieldOfView
 from sim.render import RenderConfig, render_frame
@@ -327,18 +327,7 @@ def _camera_points(pos, r, az, half, u, noise, snoise, kinds, fov, p):
     for i in range(n):
         if not det[i]:
             continue
-        c = math.cos(an[i])
-        s = math.sin(an[i])
-        z[m, 0] = rn[i] * c
-        z[m, 1] = rn[i] * s
-        j00, j01, j10, j11 = c, -rn[i] * s, s, rn[i] * c
-        var_r = sr[i] * sr[i]
-        d00, d01 = j00 * var_r + j01 * 0.0, j00 * 0.0 + j01 * var_a
-        d10, d11 = j10 * var_r + j11 * 0.0, j10 * 0.0 + j11 * var_a
-        r00 = _fma(d01, j01, d00 * j00)
-        r01 = _fma(d01, j11, d00 * j10)
-        r10 = _fma(d11, j01, d10 * j00)
-        r11 = _fma(d11, j11, d10 * j10)
+        z[m, 0], z[m, 1], r00, r01, r10, r11 = polar_row(rn[i], an[i], sr[i] * sr[i], var_a)
         R[m, 0, 0] = 0.5 * (r00 + r00) + 1e-9
         R[m, 0, 1] = 0.5 * (r01 + r10) + 0.0
         R[m, 1, 0] = 0.5 * (r10 + r01) + 0.0
@@ -399,7 +388,7 @@ def _radar_rows(pos, vel, az, u, noise, snoise, cu, kinds, speed, fov, p, classi
         rrn[m] = -speed * math.cos(ca) + sig_rr * (2.0 * cu[j, 2] - 1.0)
         sc[m] = c_lo + (c_hi - c_lo) * cu[j, 3]
         m += 1
-    z, R, status = _polar_points(rn, an, var_r, var_a)
+    z, R, status = polar_points(rn, an, var_r, var_a)
     return rn, an, rrn, sc, lab, z, R, status
 
 

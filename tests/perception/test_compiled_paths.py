@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from perception.detections import Detections, InvalidDetectionsError, _polar_points
+from perception.detections import Detections, InvalidDetectionsError, polar_points
 
 
 def _polar_reference(r: np.ndarray, a: np.ndarray, sr: float, sa: float):
@@ -20,13 +20,13 @@ def _polar_reference(r: np.ndarray, a: np.ndarray, sr: float, sa: float):
 
 
 @pytest.mark.parametrize("seed", range(20))
-def test_polar_points_match_numpy(seed: int) -> None:
+def testpolar_points_match_numpy(seed: int) -> None:
     rng = np.random.default_rng(seed)
     n = int(rng.integers(1, 12))
     r = rng.uniform(0.0, 150.0, n)
     a = rng.uniform(-np.pi, np.pi, n)
     sr, sa = float(rng.uniform(1e-3, 1.0)), float(rng.uniform(1e-5, 0.1))
-    z, R, status = _polar_points(r, a, sr**2, sa**2)
+    z, R, status = polar_points(r, a, sr**2, sa**2)
     z0, R0 = _polar_reference(r, a, sr, sa)
     assert status == 0
     np.testing.assert_array_equal(z, z0)
