@@ -552,9 +552,8 @@ def _assign_kernel(i, j, d2, gate):  # pragma: no cover - compiled
     return _assign(i, j, d2, gate)
 
 
-@compiled(nb.types.Tuple((_I64, _I64, F1, _I64, _B2, _B2))(IN2, IN3, IIN1, BIN2, nb.float64,
-                                                           nb.float64))
-def _associate_kernel(pos, cov, offsets, grown, gate, agree):  # pragma: no cover - compiled
+@nb.njit(cache=True, nogil=True, error_model="numpy")
+def _associate(pos, cov, offsets, grown, gate, agree):  # pragma: no cover - compiled
     """Every channel pair of a frame group in one call (nodes are all tracks, channel by
     channel, ``offsets`` where each channel starts): gated pairs, the one-to-one assignment of
     those inside both fields of view, and per node whether another channel has a track inside
@@ -598,8 +597,8 @@ def _associate_kernel(pos, cov, offsets, grown, gate, agree):  # pragma: no cove
     return eu[:ne].copy(), ev[:ne].copy(), ew[:ne].copy(), ep[:ne].copy(), near, close
 
 
-@compiled(_I64(nb.int64, IIN1, IIN1))
-def _components_kernel(n, u, v):  # pragma: no cover - compiled
+@nb.njit(cache=True, nogil=True, error_model="numpy")
+def _components(n, u, v):  # pragma: no cover - compiled
     """:func:`components`: union-find, then labels numbered by each component's lowest node."""
     parent = np.arange(n)
     for e in range(u.shape[0]):
@@ -626,6 +625,12 @@ def _components_kernel(n, u, v):  # pragma: no cover - compiled
         else:
             lab[k] = lab[r]
     return lab
+
+
+@compiled(_I64(nb.int64, IIN1, IIN1))
+def _components_kernel(n, u, v):  # pragma: no cover - compiled
+    """:func:`components` in one call."""
+    return _components(n, u, v)
 
 
 @nb.njit(cache=True, nogil=True, error_model="numpy")
@@ -802,13 +807,9 @@ def hidden_among(points, occluders, half_width_m, occ_half_width_m):  # pragma: 
     return _hidden(points, points, occluders, half_width_m, occ_half_width_m)
 
 
-@compiled(nb.types.Tuple((
-    nb.int64[:, ::1], nb.int64[:, ::1], _B2, _B2, _B2, nb.bool_[::1], F2, F3, _I64, F2, _B2,
-    _I64, nb.boolean,
-))(IIN1, nb.int64, IIN1, nb.int64, IN2, IN3, IIN1, BIN1, nb.float64, IN2, nb.boolean, IIN1,
-   IIN1, IN1, BIN2, BIN2))
-def _objects_kernel(comp, n_obj, node_ch, n_ch, pos, cov, ids, trust, agree, vel, has_vel,
-                    u, v, w, shrunk, near):  # pragma: no cover - compiled
+@nb.njit(cache=True, nogil=True, error_model="numpy")
+def _objects(comp, n_obj, node_ch, n_ch, pos, cov, ids, trust, agree, vel, has_vel,
+             u, v, w, shrunk, near):  # pragma: no cover - compiled
     """Objects of a frame group from its components, in one call: members, the pairwise
     agreement test, the majority vote on the estimate (3+ members), which members enter the
     fused estimate, corroboration, the fusion (:func:`_fuse_kernel`'s rule), the most certain
@@ -926,6 +927,66 @@ def _objects_kernel(comp, n_obj, node_ch, n_ch, pos, cov, ids, trust, agree, vel
             miss[k, c] = node_of[comp[k], c] < 0 and shrunk[k, c] and not near[k, c]
     return (node_of, tids, included, est_loser, major, corroborated, fpos, fcov, best_node,
             fvel, miss, bad[:n_bad].copy(), False)
+
+
+@compiled(nb.types.Tuple((
+    nb.int64[:, ::1], nb.int64[:, ::1], _B2, _B2, _B2, nb.bool_[::1], F2, F3, _I64, F2, _B2,
+    _I64, nb.boolean,
+))(IIN1, nb.int64, IIN1, nb.int64, IN2, IN3, IIN1, BIN1, nb.float64, IN2, nb.boolean, IIN1,
+   IIN1, IN1, BIN2, BIN2))
+def _objects_kernel(comp, n_obj, node_ch, n_ch, pos, cov, ids, trust, agree, vel, has_vel,
+                    u, v, w, shrunk, near):  # pragma: no cover - compiled
+    """:func:`_objects` in one call (for components the caller split)."""
+    return _objects(comp, n_obj, node_ch, n_ch, pos, cov, ids, trust, agree, vel, has_vel,
+                    u, v, w, shrunk, near)
+
+
+_B3 = nb.types.Array(nb.bool_, 3, "A", readonly=True)
+
+
+@compiled(nb.types.Tuple((
+    _I64, _I64, F1, _I64, F2, F3, _I64, _B2, _B2, _I64, nb.int64[:, ::1], nb.int64[:, ::1], _B2,
+    _B2, nb.bool_[::1], F2, F3, _I64, F2, _B2, _I64, nb.boolean,
+))(IN2, IN3, IIN1, IN2, nb.boolean, IIN1, _B3, BIN1, nb.float64, nb.float64))
+def _group_kernel(pos, cov, ids, vel, has_vel, offsets, inside, trust, gate,
+                  agree):  # pragma: no cover - compiled
+    """A frame group in one call: :func:`_associate` every channel pair (``inside``: each track
+    against each channel's field of view, grown and shrunk by the margin), the residuals of the
+    assigned pairs (and where each pair's start), the :func:`_components`, and the
+    :func:`_objects`. Returns u, v, d², node channel, residuals, their covariances, pair bounds,
+    close, near, components, then what :func:`_objects` returns (but ``major``)."""
+    n = pos.shape[0]
+    n_ch = offsets.shape[0] - 1
+    node_ch = np.empty(n, np.int64)
+    for c in range(n_ch):
+        node_ch[offsets[c]:offsets[c + 1]] = c
+    grown = inside[:, :, 0]
+    shrunk = inside[:, :, 1]
+    u, v, w, ep, near, close = _associate(pos, cov, offsets, grown, gate, agree)
+    ne = u.shape[0]
+    res = np.empty((ne, 2))
+    rcov = np.empty((ne, 2, 2))
+    for e in range(ne):
+        a, b = u[e], v[e]
+        res[e, 0], res[e, 1] = pos[a, 0] - pos[b, 0], pos[a, 1] - pos[b, 1]
+        for i in range(2):
+            for j in range(2):
+                rcov[e, i, j] = cov[a, i, j] + cov[b, i, j]
+    n_pairs = n_ch * (n_ch - 1) // 2
+    bounds = np.zeros(n_pairs + 1, np.int64)
+    for e in range(ne):
+        bounds[ep[e] + 1] += 1
+    for p in range(n_pairs):
+        bounds[p + 1] += bounds[p]
+    comp = _components(n, u, v)
+    n_obj = 0
+    for k in range(n):
+        n_obj = max(n_obj, comp[k] + 1)
+    (node_of, tids, included, est_loser, _major, corroborated, fpos, fcov, best_node, fvel, miss,
+     bad, conflict) = _objects(comp, n_obj, node_ch, n_ch, pos, cov, ids, trust, agree, vel,
+                               has_vel, u, v, w, shrunk, near)
+    return (u, v, w, node_ch, res, rcov, bounds, close, near, comp, node_of, tids, included,
+            est_loser, corroborated, fpos, fcov, best_node, fvel, miss, bad, conflict)
 
 
 @compiled(_B2(BIN2, BIN2, BIN2, IIN1))
@@ -1206,41 +1267,32 @@ class CrossChecker:
         offsets = np.zeros(n_ch + 1, dtype=np.int64)
         offsets[1:] = [len(c) for c in chans]
         np.cumsum(offsets, out=offsets)
-        n_nodes = int(offsets[-1])
-        node_ch = np.repeat(np.arange(n_ch, dtype=np.int64), np.diff(offsets))
-        if n_nodes:
-            pos_all = np.concatenate([c.pos for c in chans])
-            cov_all = np.concatenate([c.cov for c in chans])
-            ids_all = np.concatenate([c.ids for c in chans])
-        else:
-            pos_all, cov_all, ids_all = np.zeros((0, 2)), np.zeros((0, 2, 2)), np.zeros(0, np.int64)
-        # each track against each channel's FOV: grown (association) and shrunk (coverage)
-        inside = self._inside(chans, pos_all, self._margins_assoc)
-        grown, shrunk = inside[:, :, 0], inside[:, :, 1]
+        pos_all = np.concatenate([c.pos for c in chans])
+        cov_all = np.concatenate([c.cov for c in chans])
+        ids_all = np.concatenate([c.ids for c in chans])
+        has_vel = all(c.vel is not None for c in chans)
+        vel_all = (np.concatenate([c.vel for c in chans if c.vel is not None]) if has_vel
+                   else pos_all)  # (a stand-in the kernel ignores without velocities)
+        # each track against each channel's FOV: grown (association) and shrunk (coverage);
         # associate every channel pair: near = a track of that channel inside the gate, close =
-        # ... that also agrees with this one; assigned edges u–v with d² w, pair number ep
-        u, v, w, ep, near, close = _associate_kernel(pos_all, cov_all, offsets, grown,
-                                                     self._gate, self._agree)
-        res, rcov = pos_all[u] - pos_all[v], cov_all[u] + cov_all[v]
-        bounds = np.searchsorted(ep, np.arange(len(_pairs(n_ch)) + 1))
+        # ... that also agrees with this one; assigned edges u–v with d² w; their residuals;
+        # components; objects (members, vote, fusion, disagreements, misses)
+        inside = self._inside(chans, pos_all, self._margins_assoc)
+        (u, v, w, node_ch, res, rcov, bounds, close, near, comp, node_of, tids, included,
+         est_loser, corroborated, pos, cov, best_node, vel_o, miss, bad, conflict) = _group_kernel(
+            pos_all, cov_all, ids_all, vel_all, has_vel, offsets, inside, trust, self._gate,
+            self._agree)
         for p, (i, j) in enumerate(_pairs(n_ch).tolist()):
+            lo, hi = bounds[p], bounds[p + 1]
             key = (chans[i].name, chans[j].name)
-            lo, hi = int(bounds[p]), int(bounds[p + 1])
             result.residuals[key], result.residual_covs[key] = res[lo:hi], rcov[lo:hi]
-        comp = components(n_nodes, u, v)
-        n_obj = int(comp.max()) + 1 if n_nodes else 0
-        vel_all = (np.concatenate([c.vel for c in chans if c.vel is not None])
-                   if n_ch and all(c.vel is not None for c in chans) else None)
-        args = (node_ch, n_ch, pos_all, cov_all, ids_all, trust, self._agree,
-                pos_all if vel_all is None else vel_all, vel_all is not None, u, v, w, shrunk,
-                near)
-        objs = _objects_kernel(comp, n_obj, *args)
-        if objs[-1]:  # a cluster holding two tracks of one channel: split it
+        if conflict:  # a cluster holding two tracks of one channel: split it
             comp = _split_conflicts(comp, node_ch, n_ch, u, v, w)
-            n_obj = int(comp.max()) + 1
-            objs = _objects_kernel(comp, n_obj, *args)
-        (node_of, tids, included, est_loser, _major, corroborated, pos, cov, best_node, vel_o,
-         miss, bad, _) = objs
+            (node_of, tids, included, est_loser, _, corroborated, pos, cov, best_node, vel_o,
+             miss, bad, _) = _objects_kernel(
+                comp, int(comp.max()) + 1, node_ch, n_ch, pos_all, cov_all, ids_all, trust,
+                self._agree, vel_all, has_vel, u, v, w, inside[:, :, 1], near)
+        n_obj = node_of.shape[0]
         present = node_of >= 0
 
         # coverage: FOV of each channel (shrunk) holds the fused estimate, or it sees it
@@ -1302,7 +1354,7 @@ class CrossChecker:
             labels[has] = np.concatenate([c.labels for c in chans])[best_node[has]]
         return _GroupOut(
             chans, tids, included, est_loser, lost, covers & trust[None, :], pos, cov,
-            corroborated, labels, None if vel_all is None else vel_o, candidates, frame,
+            corroborated, labels, vel_o if has_vel else None, candidates, frame,
         )
 
     def _inside(self, chans: list[_Chan], points: FloatArray, margins: FloatArray) -> BoolArray:
