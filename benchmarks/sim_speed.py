@@ -23,6 +23,10 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from host import describe, reference_ms  # noqa: E402
+
 from sim.executors import LocalExecutor  # noqa: E402
 from sim.runner import run_scenario  # noqa: E402
 from sim.scenario import ScenarioConfig, load_scenario, scenario_from_mapping  # noqa: E402
@@ -119,6 +123,7 @@ def main() -> int:
     ap.add_argument("--profile", action="store_true", help="print the top functions")
     a = ap.parse_args()
 
+    ref = reference_ms()
     rows = []
     for level, name, fallback in (
         ("measurement", "radar_dropout_camera_covers.yaml", inline_measurement),
@@ -132,6 +137,7 @@ def main() -> int:
     for level, label, _cfg, sim_s, steps, wall in rows:
         print(f"{level:<12}{label:<48}{sim_s:>7.1f}{steps:>7d}{wall:>8.2f}"
               f"{1000 * wall / max(steps, 1):>9.2f}{sim_s / wall:>18.1f}")
+    print(describe(min(ref, reference_ms())))
     meas = rows[0]
     speed = meas[3] / meas[5]
     verdict = "meets" if speed >= TARGET else "misses"
