@@ -665,8 +665,24 @@ def _missing(p: argparse.ArgumentParser) -> int:
     return EXIT_USAGE
 
 
+def _announce_first_compile() -> None:
+    """Say so when the compiled kernels have no on-disk cache yet (the first run after an
+    install compiles them all, about a minute; later runs load them in a second or two)."""
+    import importlib.util
+    import os
+
+    spec = importlib.util.find_spec("perception")
+    if spec is None or spec.origin is None or os.environ.get("NUMBA_CACHE_DIR"):
+        return
+    cache = Path(spec.origin).parent / "__pycache__"
+    if not any(cache.glob("kernels.*.nbi")):
+        _err().print(f"{PROG}: compiling the kernels once (first run after install, about a "
+                     "minute; cached for later runs)…")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``vigil`` console script; returns the exit code."""
+    _announce_first_compile()
     from perception.errors import PerceptionError
     from safety.config import ConfigError
     from sim.executors import ExecutorUnavailable
