@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
+import numba as nb
 import numpy as np
+from numpy.typing import NDArray
 from pydantic import Field, model_validator
 
+from perception.kernels import IN1, compiled
 from safety.channels import ChannelConfig
 from safety.context import ChannelObservation, MonitorSpec, StepContext
 from safety.findings import Finding, Impact
 from safety.monitors.base import ChannelSet, MonitorSettings, finding, is_valid, label
+from safety.monitors.consistency import _pairwise_sum
 
 
 class ConfidenceConfig(MonitorSettings):
@@ -77,6 +82,8 @@ class ConfidenceMonitor:
             if obs.detections is None or len(obs.detections) == 0:
                 return None
             s = np.asarray(obs.detections.scores)
+            if s.dtype == np.float64 and s.ndim == 1:
+                return _finite_mean(s)
         s = s[np.isfinite(s)]
         n = s.size
         return float(s.sum()) / n if n else None  # the mean, as s.mean() (without its overhead)
@@ -113,3 +120,32 @@ class ConfidenceMonitor:
                     )
                 )
         return out
+
+
+@compiled(nb.types.Tuple((nb.float64, nb.int64))(IN1))
+def _finite_total(s):
+    """Sum (in ``ndarray.sum``'s pairwise order) and count of the finite entries of ``s``."""
+    n = s.shape[0]
+    sel = np.empty(n)
+    k = 0
+    for i in range(n):
+        if np.isfinite(s[i]):
+            sel[k] = s[i]
+            k += 1
+    return _pairwise_sum(sel, 0, k), k
+
+
+def _finite_mean(s: NDArray[np.float64]) -> float | None:
+    """``s[np.isfinite(s)]``'s mean as ``float(sum) / n`` (None if empty), bit for bit: a few
+    scores are summed in order from 0.0 in Python (what numpy's sum does below 8 values), more
+    in one kernel call."""
+    if s.shape[0] < 8:
+        total = 0.0
+        n = 0
+        for v in s.tolist():
+            if math.isfinite(v):
+                total += v
+                n += 1
+    else:
+        total, n = _finite_total(s)
+    return total / n if n else None

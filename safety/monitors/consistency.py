@@ -137,17 +137,19 @@ class _Window:
     """One channel's NIS window as parallel columns (times, NIS sums, degrees of freedom), so
     the per-step totals are plain C-level sums over a deque instead of generator passes."""
 
-    __slots__ = ("dof", "nis", "t")
+    __slots__ = ("dof", "dof_total", "nis", "t")
 
     def __init__(self) -> None:
         self.t: deque[float] = deque()
         self.nis: deque[float] = deque()
         self.dof: deque[int] = deque()
+        self.dof_total = 0  # sum(self.dof), kept as entries come and go (integers: exact)
 
     def add(self, t: float, nis: float, dof: int) -> None:
         self.t.append(t)
         self.nis.append(nis)
         self.dof.append(dof)
+        self.dof_total += dof
 
     def drop_outside(self, t_min: float, t_max: float) -> None:
         """Drop entries at or before ``t_min`` or after ``t_max`` from the front."""
@@ -155,7 +157,7 @@ class _Window:
         while t and (t[0] <= t_min or t[0] > t_max):
             t.popleft()
             self.nis.popleft()
-            self.dof.popleft()
+            self.dof_total -= self.dof.popleft()
 
 
 class ConsistencyMonitor:
@@ -184,6 +186,8 @@ class ConsistencyMonitor:
         self.step_rate_hz = float(step_rate_hz)
         self.alpha = float(budget) / (3600.0 * self.step_rate_hz)
         self._windows: dict[str, _Window] = {}
+        # per (dof, level): sums proven quiet below / above the mean (see _quiet)
+        self._spans: dict[tuple[int, float], list[float]] = {}
 
     def false_alarm_rate(self) -> float:
         """Upper bound on false alarms per hour in control: α · steps per hour."""
@@ -201,16 +205,36 @@ class ConsistencyMonitor:
         Only the tail on the sum's side of its mean can be small: the other one is at least
         P(χ²_d ≤ d) > 1/2 or P(χ²_d > d) > 0.31, above any level below 1/4. False whenever in
         doubt (the full test then decides, as always).
+
+        Each tail is monotone in the sum, so once a sum's tail was found clearly above the
+        level (by a relative 1e-5, far beyond the special functions' ~1e-13 accuracy), every
+        sum between it and the mean is quiet too: per (dof, level) the proven-quiet span
+        [lo, d) ∪ [d, hi] is kept, and only sums outside it call the special function.
         """
         level = self.alpha / (2 * len(sums))
         if not level < 0.25:
             return False
+        spans = self._spans
+        clear = level * (1.0 + 1e-5)
         for x, k in zip(sums, dofs, strict=True):
             if not 0.0 <= x < math.inf:
                 return False
+            span = spans.get((k, level))
             d = float(k)
-            if not (chdtrc(d, x) if x >= d else chdtr(d, x)) > level:
+            if span is not None and (span[1] >= x >= d or d > x >= span[0]):
+                continue
+            p = chdtrc(d, x) if x >= d else chdtr(d, x)
+            if not p > level:
                 return False
+            if p > clear:  # proven: every sum between x and the mean is quiet
+                if span is None:
+                    if len(spans) >= 4096:
+                        spans.clear()
+                    span = spans[(k, level)] = [math.inf, -math.inf]
+                if x >= d:
+                    span[1] = max(span[1], x)
+                else:
+                    span[0] = min(span[0], x)
         return True
 
     def observe(self, ctx: StepContext) -> list[Finding]:
@@ -220,24 +244,29 @@ class ConsistencyMonitor:
         sums: list[float] = []
         dofs: list[int] = []
         only = self.cfg.confirmed_only
+        windows = self._windows
+        t_min = t - self.cfg.window_s
+        min_dof = self.cfg.min_dof
         for name, _ch, obs in self.channels.visit(ctx):
-            win = self._windows.get(name)
+            win = windows.get(name)
             if win is None:
-                win = self._windows[name] = _Window()
+                win = windows[name] = _Window()
             tr = obs.tracks if obs is not None and is_valid(obs) else None
-            if tr is not None and len(tr) > 0 and np.ndim(tr.innovation) == 2:
-                mask = tr.confirmed if only else _NO_MASK
-                try:  # a tracker's float64 / bool vectors go in as they are
-                    total, n = _nis_total(tr.nis, tr.updated, mask, only)
-                except TypeError:  # anything else converted first
-                    total, n = _nis_total(np.asarray(tr.nis, dtype=np.float64).reshape(-1),
-                                          np.asarray(tr.updated, bool).reshape(-1),
-                                          np.asarray(mask, bool).reshape(-1), only)
-                if n:
-                    win.add(t, total, n * int(tr.innovation.shape[1]))
-            win.drop_outside(t - self.cfg.window_s, t)
-            dof = sum(win.dof)
-            if dof >= self.cfg.min_dof:
+            if tr is not None and len(tr) > 0:
+                inn = tr.innovation
+                if (inn.ndim if type(inn) is np.ndarray else np.ndim(inn)) == 2:
+                    mask = tr.confirmed if only else _NO_MASK
+                    try:  # a tracker's float64 / bool vectors go in as they are
+                        total, n = _nis_total(tr.nis, tr.updated, mask, only)
+                    except TypeError:  # anything else converted first
+                        total, n = _nis_total(np.asarray(tr.nis, dtype=np.float64).reshape(-1),
+                                              np.asarray(tr.updated, bool).reshape(-1),
+                                              np.asarray(mask, bool).reshape(-1), only)
+                    if n:
+                        win.add(t, total, n * int(inn.shape[1]))
+            win.drop_outside(t_min, t)
+            dof = win.dof_total
+            if dof >= min_dof:
                 names.append(name)
                 sums.append(sum(win.nis))  # in arrival order, as always
                 dofs.append(dof)

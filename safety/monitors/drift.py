@@ -15,8 +15,9 @@ from scipy.stats import chi2
 from perception.detections import Detections
 from perception.kernels import BIN1, F2, IIN1, IN1, IN2, IN3, compiled
 from perception.tracks import Tracks
-from safety.channels import ChannelConfig
+from safety.channels import ChannelConfig, sector_masks
 from safety.context import MonitorSpec, StepContext
+from safety.crosscheck import hidden_among
 from safety.findings import Finding, Impact
 from safety.monitors.base import (
     BudgetedSettings,
@@ -139,6 +140,66 @@ def _growth_kernel(hist, ids, raw, updated, confirmed, det_index, R, growth_step
     return state, info, n_bad
 
 
+@compiled(nb.types.Tuple((F2, nb.int64, nb.int64))(
+    IN2, IIN1, IN1, BIN1, BIN1, IIN1, IN3, IN1, IN1))
+def _drift_kernel(hist, ids, raw, updated, confirmed, det_index, R, tsu, params):
+    """:func:`_growth_kernel` (``params`` = [growth_steps, growth_factor, limit, shortest]) plus
+    the number of confirmed tracks coasting longer than ``shortest``: one call per channel-step
+    for the quiet case, where neither check has anything to say. Returns one (N, 7) array (the
+    new history in columns 0-4, flag and growth ratio in 5-6: one returned array costs less
+    than two), the number of flagged and the number of coasting tracks."""
+    n = ids.shape[0]
+    if tsu.shape[0] != n or confirmed.shape[0] != n or params.shape[0] != 4:
+        raise ValueError("track arrays differ in length")
+    state, info, n_bad = _growth_kernel(hist, ids, raw, updated, confirmed, det_index, R,
+                                        int(params[0]), params[1], params[2])
+    out = np.empty((n, 7))
+    for i in range(n):
+        for c in range(5):
+            out[i, c] = state[i, c]
+        out[i, 5] = info[i, 0]
+        out[i, 6] = info[i, 1]
+    shortest = params[3]
+    n_coast = 0
+    for i in range(n):
+        if confirmed[i] and tsu[i] > shortest:
+            n_coast += 1
+    return out, n_bad, n_coast
+
+
+@compiled(nb.types.UniTuple(nb.int64, 2)(
+    IN2, BIN1, BIN1, IN1, nb.float64, IN2, IN1, nb.boolean, nb.float64, nb.float64))
+def _learning_counts(pos, confirmed, updated, tsu, limit, limits, margins, occlusion, half_width,
+                     occluder_half_width):
+    """Track-steps that count for the miss rate (confirmed, coasting at most ``limit``, inside
+    the ground sector ``limits`` shrunk by ``margins[0]``, not hidden behind such a track) and
+    how many of them missed: the learning step of a ground channel with no coasting candidate,
+    in one call (the same ``sector_masks`` and ``hidden_among`` the checks use)."""
+    n = confirmed.shape[0]
+    if (pos.shape[0] != n or pos.shape[1] != 2 or updated.shape[0] != n
+            or tsu.shape[0] != n):
+        raise ValueError("track arrays differ in length")
+    inside = sector_masks(pos, limits, margins)
+    seen = np.zeros(n, np.bool_)
+    any_seen = False
+    for i in range(n):
+        if confirmed[i] and tsu[i] <= limit:
+            seen[i] = True
+            any_seen = True
+    if occlusion and any_seen:
+        hidden = hidden_among(pos, seen, half_width, occluder_half_width)
+    else:
+        hidden = np.zeros(n, np.bool_)
+    eligible = 0
+    missed = 0
+    for i in range(n):
+        if seen[i] and inside[i, 0, 0] and not hidden[i]:
+            eligible += 1
+            if not updated[i]:
+                missed += 1
+    return eligible, missed
+
+
 class DriftMonitor:
     """Per channel: which confirmed tracks coast inside the field of view or grow uncertain."""
 
@@ -172,6 +233,10 @@ class DriftMonitor:
         self._gate = float(chi2.ppf(cfg.duplicate_gate_probability, 2))
         self._limits: dict[tuple[float, int, float], float] = {}  # coast_limit's, memoised
         self._empty = np.zeros((0, 5))
+        # per channel: its settings and _channel_params of them (recomputed if they change)
+        self._params: dict[str, tuple[ChannelConfig, NDArray[np.float64]]] = {}
+        self._margins = np.array([float(cfg.fov_margin_m)])
+        self._margins.flags.writeable = False
 
     def reset(self) -> None:
         """Forget covariance histories and learnt miss rates."""
@@ -187,10 +252,80 @@ class DriftMonitor:
                 self._growth.pop(name, None)
                 continue
             confirmed = np.asarray(tr.confirmed, bool)
-            out += self._coasting(ctx, name, ch, tr, confirmed)
-            out += self._covariance(ctx, name, ch, tr, confirmed,
-                                    obs.detections if obs else None)
+            par = self._params.get(name)
+            if par is None or par[0] is not ch:
+                par = self._params[name] = (ch, self._channel_params(ch))
+            # both checks' bookkeeping and quick tests in one call; findings only when one fires
+            hist, info, n_bad, n_coast, ids, raw = self._step(name, tr, confirmed, par[1],
+                                                              obs.detections if obs else None)
+            st = self._miss.get(name)
+            if n_coast:  # some track coasts: the full test
+                out += self._coasting(ctx, name, ch, tr, confirmed)
+            elif st is None or st[2] < 0:  # nothing coasts, the miss rate is still learnt
+                self._learn_quietly(ctx, name, ch, tr, confirmed)
+            self._growth[name] = hist
+            if n_bad:
+                out += self._covariance_finding(ctx, name, float(par[1][2]), info, ids, raw)
         return out
+
+    def _learn_quietly(self, ctx: StepContext, name: str, ch: ChannelConfig, tr: Tracks,
+                       confirmed: NDArray[np.bool_]) -> None:
+        """:meth:`_coasting` while the miss rate is learnt and no track coasts (so it finds
+        nothing): only its learning step, in one kernel call for ground channels."""
+        fov = ch.fov
+        pos = tr.position
+        if (tr.space == "box" or ch.frame == "image" or (fov.image_width is not None
+                and fov.image_height is not None) or type(pos) is not np.ndarray
+                or pos.shape != (len(tr), 2)):
+            self._coasting(ctx, name, ch, tr, confirmed)
+            return
+        margins = self._margins
+        try:
+            eligible, missed = _learning_counts(
+                pos, confirmed, tr.updated, tr.time_since_update, self.coast_limit(name, ch),
+                fov.sector_limits, margins, self.cfg.occlusion, self.cfg.object_half_width_m,
+                self.cfg.occluder_half_width_m)
+        except TypeError:  # vectors of other types: the general path
+            self._coasting(ctx, name, ch, tr, confirmed)
+            return
+        self._learn_counts(name, eligible, missed)
+
+    def _channel_params(self, ch: ChannelConfig) -> NDArray[np.float64]:
+        """[growth_steps, growth_factor, covariance limit, shortest coasting limit] of ``ch``."""
+        cfg = self.cfg
+        limit = (cfg.max_cov_trace if cfg.max_cov_trace is not None
+                 else (cfg.cov_fraction * ch.tracker.max_cov_trace))
+        shortest = min(cfg.coast_fraction * ch.tracker.max_coast,
+                       cfg.max_coast_s if cfg.max_coast_s is not None else np.inf)
+        out = np.array([cfg.growth_steps, cfg.growth_factor, float(limit), float(shortest)])
+        out.flags.writeable = False
+        return out
+
+    def _step(self, name: str, tr: Tracks, confirmed: NDArray[np.bool_],
+              params: NDArray[np.float64], dets: Detections | None
+              ) -> tuple[NDArray[np.float64], NDArray[np.float64], int, int, NDArray[np.int64],
+                         NDArray[np.float64]]:
+        """:func:`_drift_kernel` on this step's tracks: the new covariance history, per-track
+        flags and growth ratios, the number of flagged and of coasting tracks, ids and traces."""
+        R = _NO_R
+        if dets is not None and len(dets) > 0:
+            R = np.asarray(dets.R, dtype=np.float64)
+            if R.ndim != 3 or R.shape[1] < 2 or R.shape[2] < 2:
+                R = _NO_R
+        hist = self._growth.get(name, self._empty)
+        ids, raw = tr.ids, tr.cov_trace
+        try:  # a tracker's int64 / float64 / bool vectors go in as they are
+            both, n_bad, n_coast = _drift_kernel(
+                hist, ids, raw, tr.updated, confirmed, tr.det_index, R, tr.time_since_update,
+                params)
+        except TypeError:  # anything else converted first
+            ids = np.asarray(ids, dtype=np.int64)
+            raw = np.asarray(raw, dtype=np.float64)
+            both, n_bad, n_coast = _drift_kernel(
+                hist, ids, raw, np.asarray(tr.updated, bool), np.asarray(confirmed, bool),
+                np.asarray(tr.det_index, dtype=np.int64).reshape(-1), R,
+                np.asarray(tr.time_since_update, dtype=np.float64), params)
+        return both[:, :5], both[:, 5:], n_bad, n_coast, ids, raw
 
     def _inside(self, ch: ChannelConfig, tr: Tracks) -> NDArray[np.bool_]:
         pos = np.asarray(tr.position, dtype=np.float64).reshape(-1, 2)
@@ -258,11 +393,17 @@ class DriftMonitor:
 
     def _learn_misses(self, name: str, eligible: NDArray[np.bool_], updated: NDArray[np.bool_]
                       ) -> None:
+        self._learn_counts(name, int(np.count_nonzero(eligible)),
+                           int(np.count_nonzero(eligible & ~updated)))
+
+    def _learn_counts(self, name: str, eligible: int, missed: int) -> None:
+        """Add ``eligible`` track-steps, ``missed`` of them without update, to the miss rate
+        learnt for ``name`` (fixed once ``miss_reference_steps`` are in)."""
         st = self._miss.setdefault(name, [0.0, 0.0, -1.0])
         if st[2] >= 0:
             return
-        st[0] += float(np.count_nonzero(eligible))
-        st[1] += float(np.count_nonzero(eligible & ~updated))
+        st[0] += float(eligible)
+        st[1] += float(missed)
         if st[0] >= self.cfg.miss_reference_steps:
             st[2] = st[1] / st[0]
 
@@ -325,11 +466,12 @@ class DriftMonitor:
             )
         ]
 
-    def _covariance(
-        self, ctx: StepContext, name: str, ch: ChannelConfig, tr: Tracks,
-        confirmed: NDArray[np.bool_], dets: Detections | None = None,
+    def _covariance_finding(
+        self, ctx: StepContext, name: str, limit: float, info: NDArray[np.float64],
+        ids: NDArray[np.int64], raw: NDArray[np.float64],
     ) -> list[Finding]:
-        """Trace above the bound, or trace per unit of measurement noise growing.
+        """The finding for the tracks :func:`_growth_kernel` flagged: trace above the bound, or
+        trace per unit of measurement noise growing.
 
         A track's covariance follows the noise its measurements declare (a camera's range noise
         grows with r², so a car pulling away from 9 to 20 m quadruples it): growth is judged per
@@ -337,32 +479,6 @@ class DriftMonitor:
         with a known R; 1 for tracks whose updates carry none), so only uncertainty the
         measurements do not explain counts.
         """
-        limit = (
-            self.cfg.max_cov_trace
-            if self.cfg.max_cov_trace is not None
-            else (self.cfg.cov_fraction * ch.tracker.max_cov_trace)
-        )
-        R = _NO_R
-        if dets is not None and len(dets) > 0:
-            R = np.asarray(dets.R, dtype=np.float64)
-            if R.ndim != 3 or R.shape[1] < 2 or R.shape[2] < 2:
-                R = _NO_R
-        hist = self._growth.get(name, self._empty)
-        ids, raw = tr.ids, tr.cov_trace
-        try:  # a tracker's int64 / float64 / bool vectors go in as they are
-            hist, info, n_bad = _growth_kernel(
-                hist, ids, raw, tr.updated, confirmed, tr.det_index, R, self.cfg.growth_steps,
-                self.cfg.growth_factor, float(limit))
-        except TypeError:  # anything else converted first
-            ids = np.asarray(ids, dtype=np.int64)
-            raw = np.asarray(raw, dtype=np.float64)
-            hist, info, n_bad = _growth_kernel(
-                hist, ids, raw, np.asarray(tr.updated, bool), np.asarray(confirmed, bool),
-                np.asarray(tr.det_index, dtype=np.int64).reshape(-1), R, self.cfg.growth_steps,
-                self.cfg.growth_factor, float(limit))
-        self._growth[name] = hist
-        if n_bad == 0:
-            return []
         flag = info[:, 0].astype(np.int64)
         ratio = info[:, 1]
         big = (flag & 1) != 0

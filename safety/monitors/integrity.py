@@ -18,6 +18,7 @@ from safety.channels import ChannelConfig, FieldOfView
 from safety.context import ChannelObservation, MonitorSpec, StepContext
 from safety.findings import Finding, Impact
 from safety.monitors.base import ChannelSet, MonitorSettings, finding, label, measurement_time
+from safety.monitors.liveness import _measurement_time
 
 
 class IntegrityConfig(MonitorSettings):
@@ -39,7 +40,8 @@ class _ChannelState:
     last_mt: float | None = None
     digest: str | None = None
     frozen: int = 0
-    stuck_key: bytes | None = None
+    stuck_key: bytes | None = None  # the last list's coordinates (float64, C order) ...
+    stuck_shape: tuple[int, ...] = ()  # ... and its shape
     stuck: int = 0
 
 
@@ -93,15 +95,42 @@ class IntegrityMonitor:
                 st = self._state[name] = _ChannelState()
             if obs.input_error is not None or obs.error_kind is not None:
                 out.append(self._rejected(ctx, name, obs))
-            out += self._timestamps(ctx, name, ch, obs, st)
-            out += self._frozen(ctx, name, obs, st)
-            if obs.input_error is None and obs.detections is not None:
+            if obs.input_error is None:  # (rejected input: no timestamp checks)
+                mt = _measurement_time(obs)
+                # the quiet case decided here; _timestamps builds the findings when one fires
+                if mt is not None and (
+                        (st.last_mt is not None and mt < st.last_mt)
+                        or not -self.cfg.future_tolerance_s <= ctx.t - mt <= (
+                            self.cfg.max_age_s if self.cfg.max_age_s is not None
+                            else ch.timeout_s)):
+                    out += self._timestamps(ctx, name, ch, obs, st)
+                elif mt is not None:
+                    st.last_mt = mt
+            if obs.image_stats is not None:
+                out += self._frozen(ctx, name, obs, st)
+            dets = obs.detections
+            if obs.input_error is None and dets is not None:
                 if obs.image_stats is None:
-                    out += self._stuck(ctx, name, obs.detections, st)
+                    if self._stuck_step(dets, st):
+                        out += self._stuck(ctx, name, dets, st, counted=True)
                 else:
                     st.stuck_key, st.stuck = None, 0
-                out += self._range(ctx, name, ch, obs.detections)
+                out += self._range(ctx, name, ch, dets)
         return out
+
+    def _stuck_step(self, dets: Detections, st: _ChannelState) -> bool:
+        """:meth:`_stuck`'s count for this step (kept in ``st``); True when it reports."""
+        z = np.asarray(dets.z)
+        if z.shape[0] == 0:
+            st.stuck_key, st.stuck = None, 0
+            return False
+        data = (z.tobytes() if z.dtype == np.float64
+                else np.ascontiguousarray(z, dtype=np.float64).tobytes())  # C order either way
+        if st.stuck_key is not None and st.stuck_shape == z.shape and data == st.stuck_key:
+            st.stuck += 1
+        else:
+            st.stuck_key, st.stuck_shape, st.stuck = data, z.shape, 1
+        return st.stuck >= self.cfg.stuck_steps
 
     # ---------------------------------------------------------------- checks
     def _rejected(self, ctx: StepContext, name: str, obs: ChannelObservation) -> Finding:
@@ -199,7 +228,8 @@ class IntegrityMonitor:
         ]
 
     def _stuck(
-        self, ctx: StepContext, name: str, dets: Detections, st: _ChannelState
+        self, ctx: StepContext, name: str, dets: Detections, st: _ChannelState,
+        counted: bool = False,
     ) -> list[Finding]:
         """Identical detection lists handed in step after step: a sensor re-sending its last output.
 
@@ -209,17 +239,9 @@ class IntegrityMonitor:
         for a slow or static scene (ego waiting at a light) while the image changes every frame,
         and a frozen image is the frozen-frame (digest) check's job.
         """
+        if not counted and not self._stuck_step(dets, st):
+            return []
         z = np.asarray(dets.z)
-        if z.shape[0] == 0:
-            st.stuck_key, st.stuck = None, 0
-            return []
-        key = repr(z.shape).encode() + np.ascontiguousarray(z, dtype=np.float64).tobytes()
-        if key == st.stuck_key:
-            st.stuck += 1
-        else:
-            st.stuck_key, st.stuck = key, 1
-        if st.stuck < self.cfg.stuck_steps:
-            return []
         return [
             finding(
                 self.spec,
@@ -236,6 +258,24 @@ class IntegrityMonitor:
     def _range(
         self, ctx: StepContext, name: str, ch: ChannelConfig, dets: Detections
     ) -> list[Finding]:
+        z = dets.z
+        if (type(z) is np.ndarray and z.ndim == 2 and dets.space != "box"
+                and ch.frame != "image"):
+            # the usual ground channel: one kernel call, the finding built only if it fires
+            R = dets.R
+            n = z.shape[0]
+            if (n and z.shape[1] >= 2 and type(R) is np.ndarray and R.ndim == 3
+                    and R.shape[0] == n and R.shape[1] >= 2 and R.shape[2] >= 2):
+                c = self.cfg
+                fov = ch.fov
+                try:
+                    n_bad = _count_far_ground(
+                        z, R, c.max_abs_coordinate, c.range_margin_m, c.range_sigmas,
+                        fov.range_min, fov.range_max, fov.azimuth_min_deg, fov.azimuth_max_deg)
+                except TypeError:  # not float64: the general path
+                    pass
+                else:
+                    return [] if n_bad == 0 else self._range_finding(ctx, name, z, n_bad, "m")
         z = np.asarray(dets.z, dtype=np.float64)
         if z.shape[0] == 0 or z.ndim != 2 or z.shape[1] < 2:
             return []
@@ -270,6 +310,12 @@ class IntegrityMonitor:
                 n_bad = int(np.count_nonzero(absurd | ~_inside_ground(fov, pos, margins)))
         if n_bad == 0:
             return []
+        return self._range_finding(ctx, name, z, n_bad, unit)
+
+    def _range_finding(self, ctx: StepContext, name: str, z: NDArray[np.float64], n_bad: int,
+                       unit: str) -> list[Finding]:
+        """The ``integrity.range`` finding: ``n_bad`` of the detections ``z`` far outside."""
+        margin = self.cfg.range_margin_m if unit == "m" else self.cfg.range_margin_px
         extra = f" (plus {self.cfg.range_sigmas:g} σ of their noise)" if unit == "m" else ""
         return [
             finding(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -9,13 +10,11 @@ from dataclasses import dataclass, field
 from pydantic import Field
 
 from safety.channels import ChannelConfig
-from safety.context import MonitorSpec, StepContext
+from safety.context import ChannelObservation, MonitorSpec, StepContext
 from safety.findings import Finding, Impact
 from safety.monitors.base import (
     ChannelSet,
     MonitorSettings,
-    finding,
-    is_valid,
     label,
     measurement_time,
 )
@@ -63,72 +62,70 @@ class LivenessMonitor:
         t = float(ctx.t)
         if self._t0 is None or t < self._t0:
             self._t0 = t
+        t0 = self._t0
+        cfg = self.cfg
+        window = cfg.rate_window_s
+        t_old = t - window
         out: list[Finding] = []
         for name, ch, obs in self.channels.visit(ctx):
             st = self._state.get(name)
             if st is None:  # built only when new (not a throwaway default every step)
                 st = self._state[name] = _ChannelState()
-            valid = is_valid(obs)
+            arrivals = st.arrivals
+            valid = obs is not None and bool(obs.received) and obs.input_error is None
             if valid:
                 st.last_valid = t
-                st.arrivals.append(t)
+                arrivals.append(t)
             if obs is not None and obs.last_received_t is not None:
                 st.last_valid = max(st.last_valid or -float("inf"), float(obs.last_received_t))
-            while st.arrivals and (
-                st.arrivals[0] <= t - self.cfg.rate_window_s or st.arrivals[0] > t
-            ):
-                st.arrivals.popleft()
-            since = t - (st.last_valid if st.last_valid is not None else self._t0)
+            while arrivals and (arrivals[0] <= t_old or arrivals[0] > t):
+                arrivals.popleft()
             never = st.last_valid is None
+            since = t - (t0 if st.last_valid is None else st.last_valid)
             # a channel that has never delivered is not vouched for once it has missed its
             # first two expected deliveries (its timeout assumes it was running before)
             limit = min(ch.timeout_s, 2.0 / ch.expected_rate_hz) if never else ch.timeout_s
             if since > limit:
-                out.append(
-                    finding(
-                        self.spec,
-                        "liveness.stale",
-                        t,
-                        f"{label(name).capitalize()} has delivered no valid input "
-                        f"{'since start-up, ' if never else ''}for {since:.2f} s "
-                        f"(limit {limit:.2f} s).",
-                        channel=name,
-                        value=since,
-                        threshold=limit,
-                        window=since,
-                    )
-                )
-            elif t - self._t0 >= self.cfg.rate_window_s:
-                rate = len(st.arrivals) / self.cfg.rate_window_s
-                floor = self.cfg.min_rate_fraction * ch.expected_rate_hz
+                out.append(self._finding(
+                    "liveness.stale", t,
+                    f"{label(name).capitalize()} has delivered no valid input "
+                    f"{'since start-up, ' if never else ''}for {since:.2f} s "
+                    f"(limit {limit:.2f} s).",
+                    name, since, limit, since))
+            elif t - t0 >= window:
+                rate = len(arrivals) / window
+                floor = cfg.min_rate_fraction * ch.expected_rate_hz
                 if rate < floor:
-                    out.append(
-                        finding(
-                            self.spec,
-                            "liveness.rate",
-                            t,
-                            f"{label(name).capitalize()} delivered {rate:.1f} valid inputs "
-                            "per second "
-                            f"over the last {self.cfg.rate_window_s:g} s, below the floor of "
-                            f"{floor:.1f} (expected {ch.expected_rate_hz:g}).",
-                            channel=name,
-                            value=rate,
-                            threshold=floor,
-                            window=self.cfg.rate_window_s,
-                        )
-                    )
-            mt = measurement_time(obs) if valid else None
-            if mt is not None and t - mt > self.cfg.max_latency_s:
-                out.append(
-                    finding(
-                        self.spec,
-                        "liveness.latency",
-                        t,
-                        f"The data of {label(name)} arrived {t - mt:.3f} s after it was measured "
-                        f"(limit {self.cfg.max_latency_s:.3f} s).",
-                        channel=name,
-                        value=t - mt,
-                        threshold=self.cfg.max_latency_s,
-                    )
-                )
+                    out.append(self._finding(
+                        "liveness.rate", t,
+                        f"{label(name).capitalize()} delivered {rate:.1f} valid inputs "
+                        "per second "
+                        f"over the last {window:g} s, below the floor of "
+                        f"{floor:.1f} (expected {ch.expected_rate_hz:g}).",
+                        name, rate, floor, window))
+            if valid:
+                mt = _measurement_time(obs)
+                if mt is not None and t - mt > cfg.max_latency_s:
+                    out.append(self._finding(
+                        "liveness.latency", t,
+                        f"The data of {label(name)} arrived {t - mt:.3f} s after it was "
+                        f"measured (limit {cfg.max_latency_s:.3f} s).",
+                        name, t - mt, cfg.max_latency_s, 0.0))
         return out
+
+    def _finding(self, kind: str, t: float, message: str, channel: str, value: float,
+                 threshold: float, window: float) -> Finding:
+        """What :func:`finding` builds for a channel finding without tracks, built directly."""
+        return Finding(kind, self.spec.name, channel, self.spec.impact, float(value),
+                       float(threshold), float(window), message, t)
+
+
+def _measurement_time(obs: ChannelObservation | None) -> float | None:
+    """:func:`measurement_time`, without its conversions for the usual plain float."""
+    if obs is not None:
+        mt = obs.measurement_t
+        if mt is None and obs.detections is not None:
+            mt = obs.detections.t
+        if type(mt) is float:
+            return mt if math.isfinite(mt) else None
+    return measurement_time(obs)
