@@ -72,8 +72,8 @@ def _nonzero_columns(A):
     return nnz, col
 
 
-@compiled(nb.types.Tuple((F2, F3))(IN2, IN3, IN2, IN2))
-def kf_predict_kernel(x, P, F, Q):
+@nb.njit(cache=True, nogil=True, fastmath=False, boundscheck=False, error_model="numpy")
+def _kf_predict_body(x, P, F, Q):
     """x ← F x, P ← F P Fᵀ + Q for every track; P's result exactly symmetric.
 
     Works tracks-last (every innermost loop runs over the tracks, contiguous, so the compiler
@@ -117,6 +117,13 @@ def kf_predict_kernel(x, P, F, Q):
                 P2[t, i, j] = v
                 P2[t, j, i] = v
     return x2, P2
+
+
+@compiled(nb.types.Tuple((F2, F3))(IN2, IN3, IN2, IN2))
+def kf_predict_kernel(x, P, F, Q):
+    """x ← F x, P ← F P Fᵀ + Q for every track; P's result exactly symmetric (see
+    ``_kf_predict_body``)."""
+    return _kf_predict_body(x, P, F, Q)
 
 
 @nb.njit(cache=True, nogil=True, fastmath=False, boundscheck=False, error_model="numpy")
@@ -254,17 +261,9 @@ def kf_update_kernel(x, P, z, R, H):
     return _kf_update_body(x, P, z, R, H)
 
 
-@compiled(nb.types.Tuple((F2, F3, F2, F1, nb.int64[::1]))(
-    IN2, IN3, IN2, IN3, IN2, IIN1, IN1, IIN1, IN1, IIN1))
-def kf_update_rows_kernel(x, P, z, R, H, match, scores, labels, det_scores, det_labels):
-    """Update the tracks with ``match[t] >= 0`` by detection ``match[t]`` (the others copied).
-
-    One call for a tracker's whole update: gathers the matched rows, runs the same update as
-    ``kf_update_kernel`` and scatters back, so x', P' and the score and label of the last
-    associated detection come out for all N tracks. The innovation statistics come packed in
-    one (N, dz + dz² + 1) array, row t = [y, S (row-major), NIS], NaN where not updated (each
-    returned array costs a boxing; the consumer takes views).
-    """
+@nb.njit(cache=True, nogil=True, fastmath=False, boundscheck=False, error_model="numpy")
+def _kf_update_rows_body(x, P, z, R, H, match, scores, labels, det_scores, det_labels):
+    """:func:`kf_update_rows_kernel`'s computation, callable from other compiled kernels."""
     n, dx = x.shape
     dz = H.shape[0]
     k = 0
@@ -319,6 +318,20 @@ def kf_update_rows_kernel(x, P, z, R, H, match, scores, labels, det_scores, det_
         lb[t] = det_labels[d]
         r += 1
     return x2, P2, innov, sc, lb
+
+
+@compiled(nb.types.Tuple((F2, F3, F2, F1, nb.int64[::1]))(
+    IN2, IN3, IN2, IN3, IN2, IIN1, IN1, IIN1, IN1, IIN1))
+def kf_update_rows_kernel(x, P, z, R, H, match, scores, labels, det_scores, det_labels):
+    """Update the tracks with ``match[t] >= 0`` by detection ``match[t]`` (the others copied).
+
+    One call for a tracker's whole update: gathers the matched rows, runs the same update as
+    ``kf_update_kernel`` and scatters back, so x', P' and the score and label of the last
+    associated detection come out for all N tracks. The innovation statistics come packed in
+    one (N, dz + dz² + 1) array, row t = [y, S (row-major), NIS], NaN where not updated (each
+    returned array costs a boxing; the consumer takes views).
+    """
+    return _kf_update_rows_body(x, P, z, R, H, match, scores, labels, det_scores, det_labels)
 
 
 @compiled(F2(IN2, IN2))

@@ -4,20 +4,23 @@ State is a structure of arrays (one row per live track) and every step is array 
 all tracks: predict all, associate all, update the matched rows, apply the lifecycle rules as
 masks, compact, append births. IDs come from a monotone counter and are never reused.
 
-With a handful of tracks per frame a step costs what its numpy calls cost, whatever their size,
-so the hot path is written to make few of them: state arrays are never modified in place once a
-step has published them (the returned :class:`Tracks` shares them read-only instead of copying),
-derived output fields are computed on first access, and the step is a few compiled calls over
-all tracks: predict, the Mahalanobis cost matrix, the association cascade (which hands over to
-the Hungarian solver only when a stage's gated pairs are not already one-to-one), the update of
-the matched rows, and the lifecycle rules. Kernels return fresh arrays, and each array a kernel
-returns costs about half a microsecond to hand back, so they return only what the step keeps.
+With a handful of tracks per frame a step costs what its Python-level calls cost, whatever their
+size, so the hot path is written to make few of them. The common step (existing tracks, nothing
+born or deleted, every stage's gated pairs one-to-one) is one compiled call, ``_step_kernel``:
+predict, the Mahalanobis cost matrix and association cascade, the update of the matched rows,
+the lifecycle rules, and every published field (derived ones too: position, covariance trace,
+innovations, age, ...) written into three packed read-only buffers, one per dtype, since each
+array a kernel returns costs about half a microsecond to hand back. The returned :class:`Tracks`
+holds views of them (a read is a dictionary lookup), and the next step reads its state from the
+same buffers. Other steps run the same compiled bodies one by one (the Hungarian solver when a
+stage is not one-to-one, births and deletions in numpy) and pack their output the same way.
 """
 
 from __future__ import annotations
 
+import functools
 import math
-from typing import Any, Literal, NamedTuple
+from typing import Any, Literal
 
 import numba as nb
 import numpy as np
@@ -41,17 +44,21 @@ from perception.kalman import (
     make_backend,
 )
 from perception.kernels import (
+    BIN1,
     F1,
     IIN1,
     IN1,
     IN2,
     IN3,
+    _kf_predict_body,
+    _kf_update_rows_body,
     compiled,
     kf_update_rows_kernel,
 )
 from perception.models import (
     MotionModel,
     PositionFirst,
+    _Planar,
     make_model,
     predict_model,
 )
@@ -109,13 +116,12 @@ _I1 = nb.int64[::1]
 _B1 = nb.boolean[::1]
 
 
-@compiled(nb.types.Tuple((_I1, nb.int64, nb.boolean))(
-    IN2, IN3, IN2, IN3, IIN1, nb.float64, nb.float64))
-def _associate_kernel(zp, Sp, z, R, status, gate, recovery_gate):
-    """Mahalanobis gating and :meth:`Tracker._cascade` in one call for the common case: every
-    distance finite and every stage's gated pairs already one-to-one. Returns the detection
-    per track row (-1: none), the number of unmatched detections, and False when the case is
-    not the common one (the caller then runs the general path)."""
+_body = nb.njit(cache=True, nogil=True, fastmath=False, boundscheck=False, error_model="numpy")
+
+
+@_body
+def _associate_body(zp, Sp, z, R, status, gate, recovery_gate):
+    """:func:`_associate_kernel`'s computation, callable from other compiled kernels."""
     cost, bad = mahalanobis_body(zp, Sp, z, R)
     n, m = cost.shape
     match = np.full(n, -1, np.int64)
@@ -157,12 +163,20 @@ def _associate_kernel(zp, Sp, z, R, status, gate, recovery_gate):
     return match, n_free, True
 
 
-@compiled(nb.types.Tuple((_I1, _I1, F1, _B1, nb.int64, nb.int64))(
-    IIN1, IIN1, IN1, _I1, IIN1, _I1, IIN1, IN2, IN3, nb.float64, nb.boolean, nb.boolean,
-    nb.int64, nb.int64, nb.int64, nb.float64, nb.float64, nb.boolean, nb.float64, nb.int64))
-def _lifecycle_kernel(status, hits, t_update, history, born_look, dup, match, pos, pcov, tf,
-                      measured, tentative, window_mask, n_init, first, max_coast, max_cov_trace,
-                      coalesce, coalesce_gate, coalesce_steps):
+@compiled(nb.types.Tuple((_I1, nb.int64, nb.boolean))(
+    IN2, IN3, IN2, IN3, IIN1, nb.float64, nb.float64))
+def _associate_kernel(zp, Sp, z, R, status, gate, recovery_gate):
+    """Mahalanobis gating and :meth:`Tracker._cascade` in one call for the common case: every
+    distance finite and every stage's gated pairs already one-to-one. Returns the detection
+    per track row (-1: none), the number of unmatched detections, and False when the case is
+    not the common one (the caller then runs the general path)."""
+    return _associate_body(zp, Sp, z, R, status, gate, recovery_gate)
+
+
+@_body
+def _lifecycle_body(status, hits, t_update, history, born_look, dup, match, pos, pcov, tf,
+                    measured, tentative, window_mask, n_init, first, max_coast, max_cov_trace,
+                    coalesce, coalesce_gate, coalesce_steps):
     """The lifecycle rules of :meth:`Tracker.step` for all tracks in one call: new status
     (``_DELETED`` for the tracks to delete), hits, time of update and updated mask, the number
     of deletions and of surviving tentative tracks; the hit history and twin count (internal,
@@ -252,85 +266,204 @@ def _lifecycle_kernel(status, hits, t_update, history, born_look, dup, match, po
     return st, hits2, tu, upd, n_dead, n_tent
 
 
+@compiled(nb.types.Tuple((_I1, _I1, F1, _B1, nb.int64, nb.int64))(
+    IIN1, IIN1, IN1, _I1, IIN1, _I1, IIN1, IN2, IN3, nb.float64, nb.boolean, nb.boolean,
+    nb.int64, nb.int64, nb.int64, nb.float64, nb.float64, nb.boolean, nb.float64, nb.int64))
+def _lifecycle_kernel(status, hits, t_update, history, born_look, dup, match, pos, pcov, tf,
+                      measured, tentative, window_mask, n_init, first, max_coast, max_cov_trace,
+                      coalesce, coalesce_gate, coalesce_steps):
+    """The lifecycle rules of :meth:`Tracker.step` for all tracks (see ``_lifecycle_body``);
+    the hit history and twin count are updated in place."""
+    return _lifecycle_body(status, hits, t_update, history, born_look, dup, match, pos, pcov,
+                           tf, measured, tentative, window_mask, n_init, first, max_coast,
+                           max_cov_trace, coalesce, coalesce_gate, coalesce_steps)
+
+
+# Rows of a step's packed int64 output (ibuf) and bool output (bbuf); the float output (fbuf)
+# is flat: x (n·dx) | P (n·dx²) | t_update | scores | cov_trace | time_since_update | nis (n
+# each) | innovation (n·dz) | innovation_cov (n·dz²). One array per dtype: each array a kernel
+# returns costs a boxing, a view of a row or segment much less.
+_ROW_STATUS, _ROW_HITS, _ROW_LABELS, _ROW_AGE, _ROW_DET, _ROW_HISTORY, _ROW_DUP = range(7)
+_INT_ROWS = 7
+
+
+@_body
+def _pack_body(x, P, pcov, status, hits, t_update, scores, labels, born, updated, det_index,
+               innov, history, dup, tf, step_no, dz):
+    """A step's published arrays in three buffers (layout above): state, covariance trace of
+    the position, time since update, age, and the innovation statistics ``innov`` (rows
+    [y, S row-major, NIS]; rows past its length, and all when it has none, are NaN)."""
+    n, dx = x.shape
+    fbuf = np.empty(n * (dx + dx * dx + 5 + dz + dz * dz))
+    o = 0
+    for t in range(n):
+        for i in range(dx):
+            fbuf[o + t * dx + i] = x[t, i]
+    o += n * dx
+    for t in range(n):
+        for i in range(dx):
+            for j in range(dx):
+                fbuf[o + (t * dx + i) * dx + j] = P[t, i, j]
+    o += n * dx * dx
+    for t in range(n):
+        fbuf[o + t] = t_update[t]
+        fbuf[o + n + t] = scores[t]
+        fbuf[o + 2 * n + t] = pcov[t, 0, 0] + pcov[t, 1, 1]
+        fbuf[o + 3 * n + t] = tf - t_update[t]
+    o += 4 * n
+    k = innov.shape[0]
+    o_y = o + n
+    o_s = o_y + n * dz
+    for t in range(n):
+        if t < k:
+            fbuf[o + t] = innov[t, dz + dz * dz]
+            for a in range(dz):
+                fbuf[o_y + t * dz + a] = innov[t, a]
+            for a in range(dz * dz):
+                fbuf[o_s + t * dz * dz + a] = innov[t, dz + a]
+        else:
+            fbuf[o + t] = np.nan
+            for a in range(dz):
+                fbuf[o_y + t * dz + a] = np.nan
+            for a in range(dz * dz):
+                fbuf[o_s + t * dz * dz + a] = np.nan
+    ibuf = np.empty((_INT_ROWS, n), np.int64)
+    bbuf = np.empty((2, n), np.bool_)
+    for t in range(n):
+        ibuf[_ROW_STATUS, t] = status[t]
+        ibuf[_ROW_HITS, t] = hits[t]
+        ibuf[_ROW_LABELS, t] = labels[t]
+        ibuf[_ROW_AGE, t] = step_no - born[t]
+        ibuf[_ROW_DET, t] = det_index[t]
+        ibuf[_ROW_HISTORY, t] = history[t]
+        ibuf[_ROW_DUP, t] = dup[t]
+        bbuf[0, t] = updated[t]
+        bbuf[1, t] = status[t] != _TENTATIVE
+    return fbuf, ibuf, bbuf
+
+
+_RF1 = nb.types.Array(nb.float64, 1, "C", readonly=True)
+_RI2 = nb.types.Array(nb.int64, 2, "C", readonly=True)
+_RB2 = nb.types.Array(nb.bool_, 2, "C", readonly=True)
+_PACKED = nb.types.Tuple((_RF1, _RI2, _RB2))  # returned read-only: published as they are
+
+
+@compiled(_PACKED(IN2, IN3, IN3, IIN1, IIN1, IN1, IN1, IIN1, IIN1, BIN1, IIN1, IN2, IIN1, IIN1,
+                  nb.float64, nb.int64, nb.int64))
+def _pack_kernel(x, P, pcov, status, hits, t_update, scores, labels, born, updated, det_index,
+                 innov, history, dup, tf, step_no, dz):
+    """:func:`_pack_body` in one call, for the steps that do not go through ``_step_kernel``
+    (births, deletions, the general association, other models and backends, ``peek``)."""
+    return _pack_body(x, P, pcov, status, hits, t_update, scores, labels, born, updated,
+                      det_index, innov, history, dup, tf, step_no, dz)
+
+
+@_body
+def _finish_body(x, P, innov, scores, labels, match, status, hits, t_update, history, born_look,
+                 dup, born, measured, tf, tentative, window_mask, n_init, first, max_coast,
+                 max_cov_trace, coalesce, coalesce_gate, coalesce_steps, step_no, dz):
+    """Lifecycle and packing of ``_step_kernel`` after the update (the hit history and twin
+    count go to the packed output, the inputs stay as they are); not done when a track dies."""
+    hist = history.copy()
+    dp = dup.copy()
+    st, hi, tu, upd, n_dead, n_tent = _lifecycle_body(
+        status, hits, t_update, hist, born_look, dp, match, x[:, :2], P[:, :2, :2], tf,
+        measured, tentative, window_mask, n_init, first, max_coast, max_cov_trace, coalesce,
+        coalesce_gate, coalesce_steps)
+    if n_dead:
+        return (np.empty(0), np.empty((_INT_ROWS, 0), np.int64), np.empty((2, 0), np.bool_),
+                n_tent, False)
+    fbuf, ibuf, bbuf = _pack_body(x, P, P[:, :2, :2], st, hi, tu, scores, labels, born, upd,
+                                  match, innov, hist, dp, tf, step_no, dz)
+    return fbuf, ibuf, bbuf, n_tent, True
+
+
+_FQ3 = nb.types.Array(nb.float64, 3, "C", readonly=True)
+_IIN2 = nb.types.Array(nb.int64, 2, "C", readonly=True)
+
+
+@compiled(nb.types.Tuple((_RF1, _RI2, _RB2, nb.int64, nb.boolean))(
+    IN2, _RF1, _IIN2, _FQ3, IN2, IN2, IN3, IN1, IIN1, IIN1, IIN1, nb.boolean, nb.float64,
+    nb.float64, nb.float64, nb.boolean, nb.int64, nb.int64, nb.int64, nb.float64, nb.float64,
+    nb.boolean, nb.float64, nb.int64, nb.int64))
+def _step_kernel(x, fbuf, ibuf, FQ, H, z, R, det_scores, det_labels, born_look, born, measured,
+                 tf, gate, recovery_gate, tentative, window_mask, n_init, first, max_coast,
+                 max_cov_trace, coalesce, coalesce_gate, coalesce_steps, step_no):
+    """A whole :meth:`Tracker.step` of existing tracks in one call when nothing is born or
+    deleted and the association is the common case: predict, associate, update, lifecycle,
+    packed output (same bodies, same order as the separate kernels). The state comes as the
+    previous step's packed buffers (``x``: the states to predict from); ``FQ`` stacks F and Q.
+    Returns the packed buffers (read-only), the number of tentative tracks and True; False
+    (inputs untouched) otherwise."""
+    n, dx = x.shape
+    dz = H.shape[0]
+    b = n * dx + n * dx * dx
+    P = fbuf[n * dx:b].reshape(n, dx, dx)
+    t_update = fbuf[b:b + n]
+    scores = fbuf[b + n:b + 2 * n]
+    status = ibuf[_ROW_STATUS]
+    hits = ibuf[_ROW_HITS]
+    labels = ibuf[_ROW_LABELS]
+    history = ibuf[_ROW_HISTORY]
+    dup = ibuf[_ROW_DUP]
+    xp, Pp = _kf_predict_body(x, P, FQ[0], FQ[1])
+    m = z.shape[0] if measured else 0
+    if m:
+        match, n_left, simple = _associate_body(xp[:, :dz], Pp[:, :dz, :dz], z, R, status,
+                                                gate, recovery_gate)
+        if not simple or n_left:
+            return (np.empty(0), np.empty((_INT_ROWS, 0), np.int64),
+                    np.empty((2, 0), np.bool_), 0, False)
+        xu, Pu, innov, sc, lb = _kf_update_rows_body(xp, Pp, z, R, H, match, scores, labels,
+                                                     det_scores, det_labels)
+        return _finish_body(xu, Pu, innov, sc, lb, match, status, hits, t_update, history,
+                            born_look, dup, born, measured, tf, tentative, window_mask, n_init,
+                            first, max_coast, max_cov_trace, coalesce, coalesce_gate,
+                            coalesce_steps, step_no, dz)
+    no_match = np.full(n, -1, np.int64)
+    return _finish_body(xp, Pp, np.empty((0, dz + dz * dz + 1)), scores, labels, no_match,
+                        status, hits, t_update, history, born_look, dup, born, measured, tf,
+                        tentative, window_mask, n_init, first, max_coast, max_cov_trace,
+                        coalesce, coalesce_gate, coalesce_steps, step_no, dz)
+
+
 # ------------------------------------------------------------------------------ output
-class _Derived(NamedTuple):
-    """What the lazily derived fields of one step's :class:`Tracks` are computed from."""
-
-    model: MotionModel
-    pos01: bool  # the model's position and its covariance are the leading components
-    dz: int
-    step_no: int
-    born: IntArray
-    t_update: FloatArray
-    det_index: IntArray  # detection that updated each row, -1 if none (births not included)
-    birth_dets: IntArray  # detection each birth came from (rows after ``det_index``'s)
-    innov: FloatArray | None  # rows [y, S row-major, NIS] (NaN: not updated); births not included
-    labels: IntArray  # last associated label per row
-
-
-_DERIVED = frozenset({
-    "position", "position_cov", "cov_trace", "age", "time_since_update", "nis", "innovation",
-    "innovation_cov", "det_index", "labels",
-})
-
-
 class _StepTracks(Tracks):
-    """:class:`Tracks` whose derived fields (position, innovations, ...) are computed on first
-    access: same fields, same values, same types; most consumers read only a few of them."""
+    """:class:`Tracks` published by a tracker step: every field a view of the step's packed
+    buffers (read-only), and ``confirmed`` stored with them, so reading a field costs a
+    dictionary lookup however many consumers read it."""
 
-    def __getattr__(self, name: str) -> Any:
-        d = self.__dict__
-        src: _Derived | None = d.get("_src")
-        if src is None or name not in _DERIVED:
-            raise AttributeError(name)
-        value = _derive(self, src, name)
-        d[name] = value
-        return value
-
-    @property
+    @functools.cached_property
     def confirmed(self) -> BoolArray:
         """Mask of tracks that are confirmed or coasting after confirmation (reportable)."""
         return np.asarray(self.status != _TENTATIVE)
 
 
-def _derive(tr: Tracks, src: _Derived, name: str) -> Any:
-    n = tr.ids.shape[0]
-    dz = src.dz
-    if name == "position":
-        if src.pos01:
-            return _frozen(tr.x[:, :2])
-        return _frozen(np.asarray(src.model.position(tr.x), dtype=np.float64))
-    if name == "position_cov":
-        if src.pos01:
-            return _frozen(tr.P[:, :2, :2])
-        return _frozen(np.asarray(src.model.position_cov(tr.P), dtype=np.float64))
-    if name == "cov_trace":
-        pc = tr.position_cov
-        return pc[:, 0, 0] + pc[:, 1, 1]
-    if name == "age":
-        return src.step_no - src.born
-    if name == "time_since_update":
-        return tr.t - src.t_update
-    if name == "labels":
-        return src.labels
-    if name == "det_index":
-        if src.birth_dets.shape[0]:
-            return np.concatenate([src.det_index, src.birth_dets])
-        return src.det_index.copy()
-    shape = {"innovation": (n, dz), "innovation_cov": (n, dz, dz), "nis": (n,)}[name]
-    inn = src.innov
-    if inn is None:
-        return np.full(shape, np.nan)
-    k = inn.shape[0]
-    if name == "innovation":
-        part = inn[:, :dz]
-    elif name == "innovation_cov":
-        part = inn[:, dz:dz + dz * dz].reshape(k, dz, dz)
-    else:
-        part = inn[:, dz + dz * dz]
-    if k < n:  # births: not updated
-        return np.concatenate([part, np.full((n - k, *shape[1:]), np.nan)])
-    return part
+def _unpack(t: float, sensor: str, space: str, ids: IntArray, dx: int, dz: int, fbuf: FloatArray,
+            ibuf: IntArray, bbuf: BoolArray, position: FloatArray | None,
+            position_cov: FloatArray | None) -> _StepTracks:
+    """The :class:`Tracks` whose arrays are views of a step's packed (read-only) buffers;
+    ``position``/``position_cov`` None: the leading state components."""
+    n = ibuf.shape[1]
+    a = n * dx
+    b = a + a * dx
+    x = fbuf[:a].reshape(n, dx)
+    P = fbuf[a:b].reshape(n, dx, dx)
+    c = b + 5 * n
+    d = c + n * dz
+    out = object.__new__(_StepTracks)
+    object.__setattr__(out, "__dict__", {
+        "t": t, "sensor": sensor, "ids": ids, "status": ibuf[_ROW_STATUS], "x": x, "P": P,
+        "position": x[:, :2] if position is None else position,
+        "position_cov": P[:, :2, :2] if position_cov is None else position_cov,
+        "age": ibuf[_ROW_AGE], "hits": ibuf[_ROW_HITS],
+        "time_since_update": fbuf[b + 3 * n:c - n], "cov_trace": fbuf[b + 2 * n:b + 3 * n],
+        "updated": bbuf[0], "nis": fbuf[c - n:c], "innovation": fbuf[c:d].reshape(n, dz),
+        "innovation_cov": fbuf[d:].reshape(n, dz, dz), "scores": fbuf[b + n:b + 2 * n],
+        "labels": ibuf[_ROW_LABELS], "det_index": ibuf[_ROW_DET], "space": space,
+        "confirmed": bbuf[1],
+    })
+    return out
 
 
 # ------------------------------------------------------------------------------ tracker
@@ -424,7 +557,17 @@ class Tracker:
         # the vectorized backend is called without re-validating what the tracker guarantees
         self._fast = isinstance(self.backend, VectorizedKalman)
         self._constrain = getattr(self.model, "constrain", None)
-        self._fq: dict[float, tuple[FloatArray, FloatArray]] = {}  # F and Q by dt
+        # F, Q and the two stacked, by dt
+        self._fq: dict[float, tuple[FloatArray, FloatArray, FloatArray]] = {}
+        if getattr(type(self.model), "constrain", None) is _Planar.constrain:
+            self._constrain = None  # the identity
+        self._dx = int(self.model.dim_x)
+        self._space = self.model.space
+        self._no_innov = _frozen(np.zeros((0, dz + dz * dz + 1)))
+        self._no_dets = Detections.empty(0.0, sensor, self.model.space)
+        # one compiled call per step (``_step_kernel``): the vectorized backend, Mahalanobis
+        # gating, H a selection of the leading components, position the first two of them
+        self._fused = self._fast and self._guard and self._selection and self._pos01
         self._next_id = 0
         self.reset()
 
@@ -449,6 +592,9 @@ class Tracker:
         self._look_no = 0
         self._n_tentative = 0
         self._dz = dz
+        self._fbuf = _frozen(np.zeros(0))  # the last step's packed buffers (see _pack_body)
+        self._ibuf = _frozen(np.zeros((_INT_ROWS, 0), np.int64))
+        self._empty: dict[str, Any] | None = None  # the fields of a step without tracks
         self.deleted_ids: IntArray = _NO_INT
 
     def __len__(self) -> int:
@@ -480,11 +626,17 @@ class Tracker:
             return predict_model(self.model, self._x, self._P, dt, self.backend)
         fq = self._fq.get(dt)
         if fq is None:
-            if len(self._fq) >= 64:
-                self._fq.clear()
-            fq = self._fq[dt] = (self.model.F(dt), self.model.Q(dt))
+            fq = self._new_fq(dt)
         x = self._x if self._constrain is None else self._constrain(self._x, dt)
         return _kf_predict_core(x, self._P, fq[0], fq[1])
+
+    def _new_fq(self, dt: float) -> tuple[FloatArray, FloatArray, FloatArray]:
+        """F and Q for a step of ``dt``, kept for the next steps of the same length."""
+        if len(self._fq) >= 64:
+            self._fq.clear()
+        F, Q = self.model.F(dt), self.model.Q(dt)
+        fq = self._fq[dt] = (F, Q, _frozen(np.stack([F, Q]).astype(np.float64)))
+        return fq
 
     def _update(self, x: FloatArray, P: FloatArray, dets: Detections, match: IntArray,
                 scores: FloatArray, labels: IntArray
@@ -597,6 +749,12 @@ class Tracker:
                 f"detections of space {detections.space!r} given to a {self.model.space!r} tracker"
             )
         n = self._ids.shape[0]
+        if n and self._fused:
+            out = self._fused_step(tf, detections)
+            if out is not None:
+                return out
+        elif not n and (detections is None or not detections.z.shape[0]):
+            return self._empty_step(tf, detections is not None)
         self._step_no += 1
         x, P = self._predicted(tf)
         match: IntArray | None = None
@@ -625,14 +783,16 @@ class Tracker:
         n_dead = n_tent = 0
         if match is None:
             match = _constant(n, -1)
+        history, dup = self._history, self._dup
         if n:
             if self._pos01:
                 pos, pcov = x[:, :2], P[:, :2, :2]
             else:
                 pos = np.asarray(self.model.position(x), dtype=np.float64)
                 pcov = np.asarray(self.model.position_cov(P), dtype=np.float64)
+            history, dup = history.copy(), dup.copy()  # published state is never changed
             status, hits, t_update, updated, n_dead, n_tent = _lifecycle_kernel(
-                status, hits, self._t_update, self._history, self._born_look, self._dup, match,
+                status, hits, self._t_update, history, self._born_look, dup, match,
                 pos, pcov, tf, measured, self._n_tentative > 0, self._window_mask, self.n_init,
                 self._look_no + 1 - self.init_window, self.max_coast, self.max_cov_trace,
                 self._coalescing and measured, self._coalesce_gate,
@@ -647,9 +807,9 @@ class Tracker:
                 match[keep],
             )
             scores, labels = scores[keep], labels[keep]
-            self._ids, born, self._born_look, self._history, self._dup = (
-                self._ids[keep], born[keep], self._born_look[keep], self._history[keep],
-                self._dup[keep],
+            self._ids, born, self._born_look, history, dup = (
+                _frozen(self._ids[keep]), born[keep], self._born_look[keep], history[keep],
+                dup[keep],
             )
             if innov is not None:
                 innov = innov[keep]
@@ -665,7 +825,8 @@ class Tracker:
                     detections.z[births], detections.range_rate[births],
                 )
             ones = np.ones(mb, np.int64)
-            self._ids = np.concatenate([self._ids, np.arange(self._next_id, self._next_id + mb)])
+            self._ids = _frozen(
+                np.concatenate([self._ids, np.arange(self._next_id, self._next_id + mb)]))
             self._next_id += mb
             x = np.concatenate([x, bx])
             P = np.concatenate([P, bP])
@@ -678,19 +839,74 @@ class Tracker:
             updated = np.concatenate([updated, np.zeros(mb, bool)])
             born = np.concatenate([born, np.full(mb, self._step_no, np.int64)])
             self._born_look = np.concatenate([self._born_look, np.full(mb, self._look_no)])
-            self._history = np.concatenate([self._history, ones])
-            self._dup = np.concatenate([self._dup, np.zeros(mb, np.int64)])
+            history = np.concatenate([history, ones])
+            dup = np.concatenate([dup, np.zeros(mb, np.int64)])
             if born_status == _TENTATIVE:
                 n_tent += mb
         self._n_tentative = n_tent
+        out, fbuf, ibuf = self._pack(tf, x, P, status, updated, hits, t_update, scores, labels,
+                                     born, self._step_no, match, births, innov, history, dup)
+        self._keep(tf, out, fbuf, ibuf)
+        self._born = born
+        return out
 
-        for a in (x, P, hits, scores, status, updated):
-            a.setflags(write=False)
-        self._x, self._P, self._hits, self._scores, self._status = x, P, hits, scores, status
-        self._t_update, self._labels, self._born = t_update, labels, born
+    def _keep(self, tf: float, out: Tracks, fbuf: FloatArray, ibuf: IntArray) -> None:
+        """Take a step's published arrays (and the packed internal rows) as the new state."""
+        self._fbuf, self._ibuf = fbuf, ibuf
+        n = ibuf.shape[1]
+        b = n * self._dx * (1 + self._dx)
+        self._x, self._P, self._hits, self._scores, self._status = (
+            out.x, out.P, out.hits, out.scores, out.status)
+        self._labels, self._t_update = out.labels, fbuf[b:b + n]
+        self._history, self._dup = ibuf[_ROW_HISTORY], ibuf[_ROW_DUP]
         self._t = tf
-        return self._output(tf, x, P, status, updated, hits, t_update, scores, labels, born,
-                            self._step_no, match, births, innov)
+
+    def _empty_step(self, tf: float, measured: bool) -> Tracks:
+        """:meth:`step` without tracks and without detections: nothing but the counters moves;
+        the published arrays are the (empty, read-only) ones of every such step."""
+        self._step_no += 1
+        if measured:
+            self._look_no += 1
+        self._n_tentative = 0
+        self.deleted_ids = _NO_INT
+        self._t = tf
+        empty = self._empty
+        if empty is None:
+            empty = self._empty = {**self._output(
+                tf, self._x, self._P, self._status, _NO_BOOL, self._hits, self._t_update,
+                self._scores, self._labels, self._born, self._step_no, _NO_INT, _NO_INT,
+                None).__dict__}
+        out = object.__new__(_StepTracks)
+        object.__setattr__(out, "__dict__", {**empty, "t": tf})
+        return out
+
+    def _fused_step(self, tf: float, detections: Detections | None) -> Tracks | None:
+        """:meth:`step` of existing tracks in one compiled call (``_step_kernel``); None, with
+        nothing changed, when a track is born or deleted or the association is not the common
+        case (the caller then runs the general step)."""
+        dt = tf - self._t  # type: ignore[operator]  # tracks exist: there was a step
+        fq = self._fq.get(dt)
+        if fq is None:
+            fq = self._new_fq(dt)
+        x = self._x if self._constrain is None else self._constrain(self._x, dt)
+        measured = detections is not None
+        d = self._no_dets if detections is None else detections
+        look_no = self._look_no + 1 if measured else self._look_no
+        step_no = self._step_no + 1
+        fbuf, ibuf, bbuf, n_tent, ok = _step_kernel(
+            x, self._fbuf, self._ibuf, fq[2], self._H, d.z, d.R, d.scores, d.labels,
+            self._born_look, self._born, measured, tf, self._gate, self._recovery_gate,
+            self._n_tentative > 0, self._window_mask, self.n_init,
+            look_no + 1 - self.init_window, self.max_coast, self.max_cov_trace,
+            self._coalescing and measured, self._coalesce_gate, self.coalesce_steps, step_no)
+        if not ok:
+            return None
+        self._step_no, self._look_no, self._n_tentative = step_no, look_no, n_tent
+        self.deleted_ids = _NO_INT
+        out = _unpack(tf, self.sensor, self._space, self._ids, self._dx, self._dz, fbuf, ibuf,
+                      bbuf, None, None)
+        self._keep(tf, out, fbuf, ibuf)
+        return out
 
     def _doppler_init(
         self, x: FloatArray, P: FloatArray, z: FloatArray, rr: FloatArray
@@ -724,11 +940,29 @@ class Tracker:
         born: IntArray, step_no: int, det_index: IntArray, birth_dets: IntArray,
         innov: FloatArray | None,
     ) -> Tracks:
-        out = object.__new__(_StepTracks)
-        out.__dict__.update(
-            t=t, sensor=self.sensor, ids=self._ids, status=status, x=x, P=P, hits=hits,
-            updated=updated, scores=scores, space=self.model.space,
-            _src=_Derived(self.model, self._pos01, self._dz, step_no, born, t_update, det_index,
-                          birth_dets, innov, labels),
-        )
-        return out
+        return self._pack(t, x, P, status, updated, hits, t_update, scores, labels, born,
+                          step_no, det_index, birth_dets, innov, self._history, self._dup)[0]
+
+    def _pack(
+        self, t: float, x: FloatArray, P: FloatArray, status: IntArray, updated: BoolArray,
+        hits: IntArray, t_update: FloatArray, scores: FloatArray, labels: IntArray,
+        born: IntArray, step_no: int, det_index: IntArray, birth_dets: IntArray,
+        innov: FloatArray | None, history: IntArray, dup: IntArray,
+    ) -> tuple[Tracks, FloatArray, IntArray]:
+        """The published :class:`Tracks` of a general step (``det_index`` of the existing rows,
+        ``birth_dets`` of the births after them; ``innov`` rows [y, S, NIS] of the existing
+        rows, None: no update), and its packed float and int buffers."""
+        if birth_dets.shape[0]:
+            det_index = np.concatenate([det_index, birth_dets])
+        if self._pos01:
+            pos = pcov = None
+            cov = P[:, :2, :2]
+        else:
+            pos = _frozen(np.asarray(self.model.position(x), dtype=np.float64))
+            pcov = cov = _frozen(np.asarray(self.model.position_cov(P), dtype=np.float64))
+        fbuf, ibuf, bbuf = _pack_kernel(
+            x, P, cov, status, hits, t_update, scores, labels, born, updated, det_index,
+            self._no_innov if innov is None else innov, history, dup, t, step_no, self._dz)
+        out = _unpack(t, self.sensor, self._space, self._ids, self._dx, self._dz, fbuf, ibuf,
+                      bbuf, pos, pcov)
+        return out, fbuf, ibuf

@@ -165,25 +165,43 @@ def assess(
     CHANNEL finding that names no channel.
     """
     items = list(faults)
-    unhealthy = {
-        a.latest.channel for a in items
-        if a.latest.channel is not None and a.latest.impact is not Impact.INFO
-        and roles.get(a.latest.channel) != "shadow"
-    }
-    healthy = tuple(c for c, role in roles.items() if role != "shadow" and c not in unhealthy)
+    if not items:
+        return []
+    info = Impact.INFO
+    unhealthy = set()
+    for a in items:
+        f = a.latest
+        c = f.channel
+        if c is not None and f.impact is not info and roles.get(c) != "shadow":
+            unhealthy.add(c)
+    healthy: tuple[str, ...] | None = None  # built when a CHANNEL fault needs it
     out: list[AssessedFault] = []
     for a in items:
         f = a.latest
         impact = f.impact
-        if f.channel is not None and roles.get(f.channel) == "shadow":
-            impact = Impact.INFO
+        ch = f.channel
+        if ch is not None and roles.get(ch) == "shadow":
+            impact = info
         covered: tuple[str, ...] = ()
         if impact is Impact.CHANNEL:
-            covered = tuple(c for c in healthy if c != f.channel)
-            if f.channel is None or not covered:
+            if healthy is None:
+                healthy = tuple(c for c, role in roles.items()
+                                if role != "shadow" and c not in unhealthy)
+            covered = tuple(c for c in healthy if c != ch)
+            if ch is None or not covered:
                 impact = Impact.SYSTEM
-        out.append(AssessedFault(f, impact, a.last_seen, covered))
+        out.append(_assessed(f, impact, a.last_seen, covered))
     return out
+
+
+def _assessed(finding: Finding, impact: Impact, last_seen: float, covered_by: tuple[str, ...]
+              ) -> AssessedFault:
+    """``AssessedFault(finding, impact, last_seen, covered_by)`` without the frozen dataclass's
+    per-field ``object.__setattr__`` calls (the same instance dictionary)."""
+    a = object.__new__(AssessedFault)
+    object.__setattr__(a, "__dict__", {"finding": finding, "impact": impact,
+                                       "last_seen": last_seen, "covered_by": covered_by})
+    return a
 
 
 def healthy_channels(faults: Iterable[AssessedFault], names: Iterable[str]) -> dict[str, bool]:
@@ -192,6 +210,8 @@ def healthy_channels(faults: Iterable[AssessedFault], names: Iterable[str]) -> d
         a.finding.channel for a in faults
         if a.finding.channel is not None and a.finding.impact is not Impact.INFO
     }
+    if not bad:
+        return dict.fromkeys(names, True)
     return {n: n not in bad for n in names}
 
 

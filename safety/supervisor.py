@@ -14,12 +14,14 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
+import numba as nb
 import numpy as np
 
 from perception.detections import Detections
 from perception.detectors import Detector, safe_detect
 from perception.errors import DetectorError, InvalidDetectionsError
 from perception.imagestats import ImageStats, image_stats
+from perception.kernels import IN2, IN3, compiled
 from perception.tracker import Tracker
 from perception.tracks import Tracks
 from safety.channels import ChannelConfig
@@ -78,6 +80,30 @@ class StepOutput:
     def reason(self) -> str | None:
         """Why the state changed this step (None if it did not)."""
         return None if self.transition is None else self.transition.reason
+
+
+@compiled(nb.boolean(IN2, IN3))
+def _all_finite(z, R):  # pragma: no cover - compiled
+    """True when every entry of ``z`` and ``R`` is finite: ``np.isfinite(z).all() and
+    np.isfinite(R).all()`` in one call (a channel's detections are checked every step)."""
+    for i in range(z.shape[0]):
+        for j in range(z.shape[1]):
+            if not np.isfinite(z[i, j]):
+                return False
+    for i in range(R.shape[0]):
+        for j in range(R.shape[1]):
+            for k in range(R.shape[2]):
+                if not np.isfinite(R[i, j, k]):
+                    return False
+    return True
+
+
+def _finite(z: Any, R: Any) -> bool:
+    """:func:`_all_finite`, or numpy's test for arrays the compiled test does not take."""
+    try:
+        return bool(_all_finite(z, R))
+    except TypeError:
+        return bool(np.isfinite(z).all() and np.isfinite(R).all())
 
 
 def _finding(kind: str, impact: Impact, t: float, message: str, *, channel: str | None = None,
@@ -139,6 +165,10 @@ class Supervisor:
         self.config = config
         self.channels: dict[str, ChannelConfig] = {c.name: c for c in config.channels}
         self._roles = {n: c.role for n, c in self.channels.items()}
+        self._space = {n: "box" if c.tracker.model == "box" else "point"
+                       for n, c in self.channels.items()}
+        self._max_detections = config.budget.max_detections
+        self._budget_step = config.budget.step_s
         self._voting = [n for n, r in self._roles.items() if r != "shadow"]
         self._detectors = dict(detectors or {})
         self._cameras = dict(cameras or {})
@@ -216,7 +246,9 @@ class Supervisor:
         unknown: tuple[str, ...] = ()
         try:
             ingested = self.ingest(t, inputs)
-            if isinstance(inputs, Mapping):
+            if type(inputs) is dict and inputs.keys() <= self.channels.keys():
+                pass  # the common case: no unknown channel
+            elif isinstance(inputs, Mapping):
                 unknown = tuple(sorted(str(k) for k in inputs if k not in self.channels))
         except Exception:  # pragma: no cover - ingest guards every channel itself
             ingested = {n: ChannelInput(received=True, error_kind="internal",
@@ -226,7 +258,7 @@ class Supervisor:
 
     def ingest(self, t: float, inputs: Mapping[str, Any]) -> dict[str, ChannelInput]:
         """Turn each configured channel's raw input into a :class:`ChannelInput` (never raises)."""
-        if not isinstance(inputs, Mapping):
+        if type(inputs) is not dict and not isinstance(inputs, Mapping):
             why = f"inputs must map channel names to inputs, got {type(inputs).__name__}"
             return {n: ChannelInput(received=True, error_kind="type", error=why)
                     for n in self.channels}
@@ -318,14 +350,16 @@ class Supervisor:
     def _accept(self, name: str, cfg: ChannelConfig, dets: Detections) -> ChannelInput:
         """Validate a Detections for this channel (space, count, finiteness); convert if needed."""
         n = len(dets)
-        cap = self.config.budget.max_detections
+        cap = self._max_detections
         if n > cap:
             return ChannelInput(True, error_kind="count",
                                 error=f"{n} detections exceed the limit of {cap} per step")
-        if not (np.isfinite(dets.z).all() and np.isfinite(dets.R).all()):
+        if not _finite(dets.z, dets.R):
             return ChannelInput(True, error_kind="nan", error="detections contain NaN or inf")
-        want = "box" if cfg.tracker.model == "box" else "point"
-        if dets.space != want and cfg.frame == "ground" and dets.space == "box":
+        want = self._space[name]
+        if dets.space == want:  # the common case: nothing to convert
+            return ChannelInput(True, detections=dets)
+        if cfg.frame == "ground" and dets.space == "box":
             cam = self._cameras.get(name)
             if cam is None:
                 return ChannelInput(True, error_kind="space", error=(
@@ -367,8 +401,8 @@ class Supervisor:
         except Exception:
             elapsed = math.nan
         out.elapsed = elapsed
-        out.overran = not elapsed <= self.config.budget.step_s
-        self._last_elapsed = elapsed if math.isfinite(elapsed) else self.config.budget.step_s * 2
+        out.overran = not elapsed <= self._budget_step
+        self._last_elapsed = elapsed if math.isfinite(elapsed) else self._budget_step * 2
         if self._audit is not None:
             self._record_step(t, ingested, ego_speed, elapsed, unknown_channels)
         else:
@@ -393,25 +427,28 @@ class Supervisor:
         inputs = self._checked_inputs(ingested)
         # trackers, one per channel (guarded: an exception is a fault of that channel)
         tracks: dict[str, Tracks | None] = {}
+        failed: list[str] = []
         for name, tracker in self._trackers.items():
             ci = inputs[name]
-            if ci.received and ci.error_kind is None and ci.detections is not None:
-                self._last_valid[name] = tf
             dets = ci.detections if ci.error_kind is None else None
+            if dets is not None and ci.received:
+                self._last_valid[name] = tf
             try:
                 tracks[name] = tracker.step(tf, dets)
             except Exception as exc:
                 tracks[name] = None
+                failed.append(name)
                 tracker.reset()
                 own.append(_finding(
                     "internal.tracker_error", Impact.CHANNEL, tf,
                     f"The {name} tracker failed ({type(exc).__name__}) and was restarted.",
                     channel=name))
         # cross-check without channels already known to be faulty
-        faulty = {f.channel for f in self._latch.findings()
-                  if f.channel is not None and f.impact is not Impact.INFO}
-        faulty |= {n for n, tr in tracks.items() if tr is None}
-        excluded = faulty if any(n not in faulty for n in self._voting) else set()
+        info = Impact.INFO
+        faulty = {f.channel for a in self._latch.active.values()
+                  if (f := a.latest).channel is not None and f.impact is not info}
+        faulty.update(failed)
+        excluded = faulty if not faulty or any(n not in faulty for n in self._voting) else set()
         xc: CrosscheckResult | None
         try:
             xc = self._checker.check(tf, tracks, excluded)
@@ -426,7 +463,7 @@ class Supervisor:
             t=tf, dt=dt,
             channels={n: self._observation(n, ci, tracks[n]) for n, ci in inputs.items()},
             crosscheck=xc, last_step_elapsed=self._last_elapsed,
-            budget=self.config.budget.step_s, extra={"ego_speed": ego_speed},
+            budget=self._budget_step, extra={"ego_speed": ego_speed},
         )
         found = self._run_monitors(ctx)
         found.extend(own)
@@ -468,7 +505,7 @@ class Supervisor:
 
     def _checked_inputs(self, ingested: Mapping[str, ChannelInput]) -> dict[str, ChannelInput]:
         out: dict[str, ChannelInput] = {}
-        ok = isinstance(ingested, Mapping)
+        ok = type(ingested) is dict or isinstance(ingested, Mapping)
         for name in self.channels:
             ci = ingested.get(name) if ok else None
             if ci is None:
