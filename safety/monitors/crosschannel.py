@@ -65,6 +65,7 @@ class CrossChannelConfig(BudgetedSettings):
 Pair = tuple[str, str]
 _NO_STATE = np.zeros((0, 4))  # a pair without chains last step (see _chain_step)
 _EXACT = 2.0**53  # chain lengths below it are exact as float64
+_F64 = np.dtype(np.float64)
 
 
 @compiled(nb.types.Tuple((nb.int64[::1], F2))(
@@ -129,14 +130,15 @@ def _pairwise_sum(a, lo, n):  # pragma: no cover - compiled
 _X, _Y, _N, _HIST = 0, 1, 2, 3
 
 
-@compiled(nb.types.Tuple((F2, nb.int64))(IN2, IN2, IN2, nb.float64, nb.int64, nb.float64))
-def _chain_step(pos, num, prev, radius, k, d2_min):
-    """A pair's step in one call: :func:`_link_chains` on this step's disagreements (``pos``;
-    ``num`` rows: d², chain length so far, miss 1/0) and last step's state rows ``prev``, then
+@compiled(nb.types.Tuple((F2, nb.int64))(IN2, IN2, nb.float64, nb.int64, nb.float64))
+def _chain_step(rows, prev, radius, k, d2_min):
+    """A pair's step in one call: :func:`_link_chains` on this step's disagreements (``rows``:
+    x, y, d², chain length so far, miss 1/0, threshold) and last step's state rows ``prev``, then
     which are reported: persisted ``k`` steps and a miss, or a mean d² over the last ``k`` (the
     numpy pairwise sum) of at least ``d2_min``. Returns the state rows (x, y, length, k d²
     values, reported 1/0) and how many are reported."""
-    m = pos.shape[0]
+    m = rows.shape[0]
+    pos, num = rows[:, :2], rows[:, 2:]
     out = np.empty((m, _HIST + k + 1))
     hits = 0
     for i in range(m):
@@ -268,41 +270,41 @@ class CrossChannelMonitor:
         out: list[Finding] = []
         k = self.cfg.persist_steps
         for pair, ds in by_pair.items():
-            rows = self._rows(ds)
+            num, miss = self._rows(ds)
             key = pair if pair in self._chains else (pair[1], pair[0])
             prev = self._chains.get(key)
-            state, hits = _chain_step(rows[0], rows[1], _NO_STATE if prev is None else prev,
+            state, hits = _chain_step(num, _NO_STATE if prev is None else prev,
                                       self.cfg.radius, k, self.d2_min)
             chains[pair] = state
             if hits:
-                num = rows[1]
+                rows = state.tolist()
                 out += self._pair_finding(
-                    ctx, pair, ds, (state[:, _HIST + k] != 0.0).tolist(),
-                    (num[:, 2] != 0.0).tolist(), num[:, 0], num[:, 3],
-                    state[:, _N].astype(np.int64).tolist(), outvoted)
+                    ctx, pair, ds, [r[_HIST + k] != 0.0 for r in rows], miss, num[:, 2],
+                    num[:, 5], [int(r[_N]) for r in rows], outvoted)
         self._chains = chains
         return out
 
     @staticmethod
-    def _rows(ds: Sequence[Disagreement]) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
-        """A pair's disagreements as positions (m, 2) and rows [d², chain length so far, miss,
-        threshold], converted as the field-by-field numpy formulation converts them."""
-        num = np.array([
-            (float(d.statistic),
-             max(1, int(getattr(d, "steps", 1) or 1)),
-             getattr(d, "kind", "disagreement") == "miss",
-             float(d.threshold)) for d in ds], dtype=np.float64)
-        if not (np.abs(num[:, 1]) < _EXACT).all():  # as int64, or the error it gives
-            num[:, 1] = np.array([max(1, int(getattr(d, "steps", 1) or 1)) for d in ds],
-                                 np.int64)
-        pos = None
-        try:
-            pos = np.array([d.position for d in ds], dtype=np.float64)
-        except (ValueError, TypeError):
-            pass
-        if pos is None or pos.shape != (len(ds), 2):
-            pos = np.array([np.asarray(d.position, dtype=np.float64).reshape(2) for d in ds])
-        return pos, num
+    def _rows(ds: Sequence[Disagreement]) -> tuple[NDArray[np.float64], list[bool]]:
+        """A pair's disagreements as rows [x, y, d², chain length so far, miss, threshold] and
+        the miss flags, converted as the field-by-field numpy formulation converts them."""
+        steps = [max(1, int(getattr(d, "steps", 1) or 1)) for d in ds]
+        if max(steps) >= _EXACT:  # as int64 (or the error that gives)
+            steps = np.array(steps, np.int64).tolist()
+        miss = [getattr(d, "kind", "disagreement") == "miss" for d in ds]
+        flat: list[float] = []
+        for d, n, m in zip(ds, steps, miss, strict=True):
+            p = d.position
+            if type(p) is not np.ndarray or p.dtype != _F64 or p.shape != (2,):
+                flat = []
+                break
+            flat += (*p.tolist(), float(d.statistic), n, m, float(d.threshold))
+        if flat:
+            return np.array(flat).reshape(-1, 6), miss
+        pos = np.array([np.asarray(d.position, dtype=np.float64).reshape(2) for d in ds])
+        num = np.array([(float(d.statistic), n, m, float(d.threshold))
+                        for d, n, m in zip(ds, steps, miss, strict=True)], dtype=np.float64)
+        return np.hstack([pos, num]), miss
 
     def _pair_finding(
         self,

@@ -7,6 +7,7 @@ against ``np.unique``, the block CUSUM against ``Cusum.update``, and the chain s
 from __future__ import annotations
 
 import copy
+import dataclasses
 
 import numpy as np
 import pytest
@@ -285,8 +286,8 @@ def test_chain_step_matches_link_chains(seed: int) -> None:
     d2_min = 20.0
     want_hit = (want_n >= k) & (miss | (np.add.reduce(want_h, axis=1) / k >= d2_min))
     prev = np.column_stack([prev_pos, prev_count, old, np.zeros(p)])
-    num = np.column_stack([stat, count, miss, np.zeros(m)])
-    state, hits = _chain_step(pos, num, prev, 3.0, k, d2_min)
+    rows = np.column_stack([pos, stat, count, miss, np.zeros(m)])
+    state, hits = _chain_step(rows, prev, 3.0, k, d2_min)
     np.testing.assert_array_equal(state[:, :2], pos)
     np.testing.assert_array_equal(state[:, _N], want_n)
     np.testing.assert_array_equal(state[:, _HIST:_HIST + k], want_h)
@@ -313,3 +314,20 @@ def test_crosschannel_findings_from_lists_keep_their_text() -> None:
     assert out[1].message == ("Channel 'b' has not seen 1 object(s) that channel 'a' tracks "
                               "inside its field of view, for 5 steps in a row; they are still "
                               "output, from 'a' alone.")
+
+
+@pytest.mark.parametrize("form", [list, lambda p: np.asarray(p).reshape(1, 2),
+                                  lambda p: np.asarray(p, np.float32), tuple])
+def test_crosschannel_rows_from_other_position_types(form: object) -> None:
+    """Positions that are not (2,) float64 arrays take the general conversion: same rows."""
+    ds = [Disagreement(("a", "b"), (1, -1), 2.5, 3.0, np.array([20.25, 1.5]), kind="miss",
+                       steps=2),
+          Disagreement(("a", "b"), (2, 7), 81.0, 9.2, np.array([30.0, -2.0]), steps=3)]
+    other = [dataclasses.replace(d, position=form(d.position.tolist()))  # type: ignore
+             for d in ds]
+    rows, miss = CrossChannelMonitor._rows(ds)
+    rows2, miss2 = CrossChannelMonitor._rows(other)
+    np.testing.assert_array_equal(rows, rows2)
+    np.testing.assert_array_equal(rows, [[20.25, 1.5, 2.5, 2, 1, 3.0],
+                                         [30.0, -2.0, 81.0, 3, 0, 9.2]])
+    assert miss == miss2 == [True, False]
