@@ -63,9 +63,9 @@ class CrossChannelConfig(BudgetedSettings):
 
 
 Pair = tuple[str, str]
-_NO_D2 = np.zeros((0, 1))
-_NO_POS = np.zeros((0, 2))
-_NO_COUNT = np.zeros(0, np.int64)
+_NO_STATE = np.zeros((0, 4))  # a pair without chains last step (see _chain_step)
+_EXACT = 2.0**53  # chain lengths below it are exact as float64
+_F64 = np.dtype(np.float64)
 
 
 @compiled(nb.types.Tuple((nb.int64[::1], F2))(
@@ -95,6 +95,74 @@ def _link_chains(pos, count, stat, prev_pos, prev_count, old, has_old, radius, k
                     hist[i, j] = old[src, j - 1]
             out[i] = max(out[i], 1 + best)
     return out, hist
+
+
+@compiled(nb.float64(nb.float64[::1], nb.int64, nb.int64))
+def _pairwise_sum(a, lo, n):  # pragma: no cover - compiled
+    """Σ a[lo:lo + n] in numpy's pairwise order (8 running sums; halves above 128): the same
+    rounding as ``np.add.reduce`` along a contiguous axis."""
+    if n < 8:
+        s = 0.0
+        for i in range(lo, lo + n):
+            s += a[i]
+        return s
+    if n <= 128:
+        r = np.empty(8)
+        for j in range(8):
+            r[j] = a[lo + j]
+        i = 8
+        while i < n - n % 8:
+            for j in range(8):
+                r[j] += a[lo + i + j]
+            i += 8
+        s = ((r[0] + r[1]) + (r[2] + r[3])) + ((r[4] + r[5]) + (r[6] + r[7]))
+        while i < n:
+            s += a[lo + i]
+            i += 1
+        return s
+    n2 = n // 2
+    n2 -= n2 % 8
+    return _pairwise_sum(a, lo, n2) + _pairwise_sum(a, lo + n2, n - n2)
+
+
+#: columns of a pair's chain state (:func:`_chain_step`): position, chain length, then the last
+#: ``persist_steps`` d² values, then whether the chain is reported this step
+_X, _Y, _N, _HIST = 0, 1, 2, 3
+
+
+@compiled(nb.types.Tuple((F2, nb.int64))(IN2, IN2, nb.float64, nb.int64, nb.float64))
+def _chain_step(rows, prev, radius, k, d2_min):
+    """A pair's step in one call: :func:`_link_chains` on this step's disagreements (``rows``:
+    x, y, d², chain length so far, miss 1/0, threshold) and last step's state rows ``prev``, then
+    which are reported: persisted ``k`` steps and a miss, or a mean d² over the last ``k`` (the
+    numpy pairwise sum) of at least ``d2_min``. Returns the state rows (x, y, length, k d²
+    values, reported 1/0) and how many are reported."""
+    m = rows.shape[0]
+    pos, num = rows[:, :2], rows[:, 2:]
+    out = np.empty((m, _HIST + k + 1))
+    hits = 0
+    for i in range(m):
+        d2 = num[i, 0] if np.isfinite(num[i, 0]) else np.inf
+        for j in range(k):
+            out[i, _HIST + j] = d2
+        best, src = 0.0, 0
+        for q in range(prev.shape[0]):
+            dx = pos[i, 0] - prev[q, _X]
+            dy = pos[i, 1] - prev[q, _Y]
+            link = prev[q, _N] if np.sqrt(dx * dx + dy * dy) <= radius else 0.0
+            if link > best:
+                best, src = link, q
+        n = num[i, 1]
+        if best > 0:
+            for j in range(1, k):
+                out[i, _HIST + j] = prev[src, _HIST + j - 1]
+            n = max(n, 1.0 + best)
+        out[i, _X], out[i, _Y], out[i, _N] = pos[i, 0], pos[i, 1], n
+        strong = num[i, 2] != 0.0 or _pairwise_sum(out[i], _HIST, k) / k >= d2_min
+        hit = n >= k and strong
+        out[i, _HIST + k] = 1.0 if hit else 0.0
+        hits += hit
+    return out, hits
 
 
 class CrossChannelMonitor:
@@ -130,15 +198,14 @@ class CrossChannelMonitor:
         n = max(1, len(self.channels.voting))
         tests = step_rate_hz * 3600.0 * max(1, n * (n - 1) // 2) * cfg.objects
         self.d2_min = float(chi2.isf(min(budget / tests, 0.5), 2))
-        self._chains: dict[Pair, tuple[NDArray[np.float64], NDArray[np.int64]]] = {}
-        self._d2: dict[Pair, NDArray[np.float64]] = {}  # last persist_steps d² of each chain
+        # each pair's chains of last step: _chain_step's state rows (position, length, d²)
+        self._chains: dict[Pair, NDArray[np.float64]] = {}
         self._votes: dict[str, deque[bool]] = {}
         self._shadow: dict[str, int] = {}
 
     def reset(self) -> None:
         """Forget persistence chains and vote history."""
         self._chains.clear()
-        self._d2.clear()
         self._votes.clear()
         self._shadow.clear()
 
@@ -187,60 +254,78 @@ class CrossChannelMonitor:
     def _disagreements(
         self, ctx: StepContext, items: Sequence[Disagreement], outvoted: set[str]
     ) -> list[Finding]:
-        c = self.cfg
         by_pair: dict[Pair, list[Disagreement]] = {}
         for d in items:
             if getattr(d, "outvoted", None):
                 continue  # the vote named the faulty channel: it counts towards its outvote
             pair = (str(d.channels[0]), str(d.channels[1]))
-            by_pair.setdefault(pair, []).append(d)
-        chains: dict[Pair, tuple[NDArray[np.float64], NDArray[np.int64]]] = {}
-        d2s: dict[Pair, NDArray[np.float64]] = {}
+            ds = by_pair.get(pair)
+            if ds is None:
+                by_pair[pair] = [d]
+            else:
+                ds.append(d)
+        if not by_pair and not self._chains:
+            return []
+        chains: dict[Pair, NDArray[np.float64]] = {}
         out: list[Finding] = []
-        k = c.persist_steps
+        k = self.cfg.persist_steps
         for pair, ds in by_pair.items():
-            pos = np.array([np.asarray(d.position, dtype=np.float64).reshape(2) for d in ds])
-            stat = np.array([float(d.statistic) for d in ds])
-            thr = np.array([float(d.threshold) for d in ds])
-            miss = np.array([getattr(d, "kind", "disagreement") == "miss" for d in ds])
-            count = np.array([max(1, int(getattr(d, "steps", 1) or 1)) for d in ds], np.int64)
+            num, miss = self._rows(ds)
             key = pair if pair in self._chains else (pair[1], pair[0])
             prev = self._chains.get(key)
-            old = self._d2.get(key)
-            if prev is None or not prev[0].size:
-                prev = (_NO_POS, _NO_COUNT)
-            count, hist = _link_chains(pos, count, stat, prev[0], prev[1],
-                                       _NO_D2 if old is None else old, old is not None,
-                                       c.radius, k)
-            chains[pair] = (pos, count)
-            d2s[pair] = hist
-            strong = miss | (np.add.reduce(hist, axis=1) / k >= self.d2_min)  # = np.mean
-            hit = (count >= c.persist_steps) & strong
-            if hit.any():
-                out += self._pair_finding(ctx, pair, ds, hit, miss, stat, thr, count, outvoted)
+            state, hits = _chain_step(num, _NO_STATE if prev is None else prev,
+                                      self.cfg.radius, k, self.d2_min)
+            chains[pair] = state
+            if hits:
+                rows = state.tolist()
+                out += self._pair_finding(
+                    ctx, pair, ds, [r[_HIST + k] != 0.0 for r in rows], miss, num[:, 2],
+                    num[:, 5], [int(r[_N]) for r in rows], outvoted)
         self._chains = chains
-        self._d2 = d2s
         return out
+
+    @staticmethod
+    def _rows(ds: Sequence[Disagreement]) -> tuple[NDArray[np.float64], list[bool]]:
+        """A pair's disagreements as rows [x, y, d², chain length so far, miss, threshold] and
+        the miss flags, converted as the field-by-field numpy formulation converts them."""
+        steps = [max(1, int(getattr(d, "steps", 1) or 1)) for d in ds]
+        if max(steps) >= _EXACT:  # as int64 (or the error that gives)
+            steps = np.array(steps, np.int64).tolist()
+        miss = [getattr(d, "kind", "disagreement") == "miss" for d in ds]
+        flat: list[float] = []
+        for d, n, m in zip(ds, steps, miss, strict=True):
+            p = d.position
+            if type(p) is not np.ndarray or p.dtype != _F64 or p.shape != (2,):
+                flat = []
+                break
+            flat += (*p.tolist(), float(d.statistic), n, m, float(d.threshold))
+        if flat:
+            return np.array(flat).reshape(-1, 6), miss
+        pos = np.array([np.asarray(d.position, dtype=np.float64).reshape(2) for d in ds])
+        num = np.array([(float(d.statistic), n, m, float(d.threshold))
+                        for d, n, m in zip(ds, steps, miss, strict=True)], dtype=np.float64)
+        return np.hstack([pos, num]), miss
 
     def _pair_finding(
         self,
         ctx: StepContext,
         pair: Pair,
         ds: Sequence[Disagreement],
-        hit: NDArray[np.bool_],
-        miss: NDArray[np.bool_],
+        hit: list[bool],
+        miss: list[bool],
         stat: NDArray[np.float64],
         thr: NDArray[np.float64],
-        count: NDArray[np.int64],
+        count: list[int],
         outvoted: set[str],
     ) -> list[Finding]:
+        """The findings of a pair with reported chains (``hit``; per disagreement, as lists)."""
         a, b = pair
-        steps = int(count[hit].max())
+        steps = max(n for n, h in zip(count, hit, strict=True) if h)
         ids = np.array(
             [t for d, h in zip(ds, hit, strict=True) if h for t in d.track_ids if int(t) >= 0],
             dtype=np.int64,
         )
-        dis = hit & ~miss
+        dis_l = [h and not m for h, m in zip(hit, miss, strict=True)]
         roles = (self._role(a), self._role(b))
         if "shadow" in roles:
             shadow = a if roles[0] == "shadow" else b
@@ -251,7 +336,7 @@ class CrossChannelMonitor:
                     "crosscheck.shadow_disagreement",
                     ctx.t,
                     f"Shadow {label(shadow)} and {label(other)} disagree about "
-                    f"{int(np.count_nonzero(hit))} object(s) (position or existence) for {steps} "
+                    f"{sum(hit)} object(s) (position or existence) for {steps} "
                     "steps; the shadow is not used for output.",
                     channel=shadow,
                     impact=Impact.INFO,
@@ -264,7 +349,8 @@ class CrossChannelMonitor:
         if a in outvoted or b in outvoted:
             return []  # attributed: the outvoted finding already names the faulty channel
         out: list[Finding] = []
-        if dis.any():
+        if any(dis_l):
+            dis, chained = np.array(dis_l), np.array(count, np.int64)
             value = float(np.max(np.where(np.isfinite(stat[dis]), stat[dis], np.inf)))
             threshold = self.d2_min
             out.append(
@@ -274,14 +360,14 @@ class CrossChannelMonitor:
                     ctx.t,
                     f"Channels '{a}' and '{b}' disagree about where {int(dis.sum())} object(s) are "
                     f"(statistic {value:.1f}, beyond {float(np.max(thr[dis])):.1f} for "
-                    f"{int(count[dis].max())} steps in a row, mean over the last "
+                    f"{int(chained[dis].max())} steps in a row, mean over the last "
                     f"{self.cfg.persist_steps} at least {threshold:.1f}), and it cannot be told "
                     "which one is right.",
                     channel=None,
                     impact=Impact.SYSTEM,
                     value=value,
                     threshold=threshold,
-                    window=int(count[dis].max()) * ctx.dt,
+                    window=int(chained[dis].max()) * ctx.dt,
                     track_ids=ids,
                 )
             )

@@ -59,8 +59,9 @@ from pydantic import Field, model_validator
 from scipy.stats import chi2, norm
 
 from perception.kernels import BIN1, F1, IIN1, IN1, IN2, compiled
-from safety.channels import ChannelConfig, FieldOfView
+from safety.channels import ChannelConfig, FieldOfView, sector_masks
 from safety.context import ChannelObservation, MonitorSpec, StepContext
+from safety.crosscheck import hidden_among
 from safety.findings import Finding, Impact
 from safety.monitors.base import (
     BudgetedSettings,
@@ -214,6 +215,84 @@ def _score_residuals(lab, bins, sc, table, s, c, start):
     return s, c, sc.shape[0]
 
 
+_SAMPLE, _FROZEN = 1, 2  # _channel_step modes: collect score samples; add their residuals
+_NONE_SEEN = (True, 0.0, 0, 0.0, 0.0, 0)  # _channel_step's result for a channel without tracks
+
+
+@compiled(nb.types.Tuple((nb.boolean, nb.float64, nb.int64, nb.float64, nb.float64, nb.int64))(
+    BIN1, BIN1, IN2, IN1, IIN1, IN2, nb.int64[:, ::1], F1, IN2, nb.int64, nb.int64, nb.float64,
+    nb.float64))
+def _channel_step(confirmed, updated, pos, scores, labels, geo, ibuf, fbuf, table, at, mode,
+                  s, c):
+    """One ground channel's step in one call: seen tracks (confirmed, updated, not hidden behind a
+    nearer seen one: :func:`hidden_among`), how many of them lie inside every peer sector of
+    ``geo`` (row 0: object and occluder half widths, score bin width, margin; then the sectors'
+    :func:`sector_masks` limits), and their score samples written to ``ibuf``/``fbuf`` from row
+    ``at`` (mode ``_SAMPLE``, as :func:`_score_samples`); with ``_FROZEN`` also their residuals
+    added to ``s``, ``c`` as :func:`_score_residuals` does. Returns ok (False: the track arrays'
+    shapes disagree, nothing done), count, samples written, s, c, and the first sample whose bin
+    ``table`` does not hold (the number written when all were known)."""
+    n = confirmed.shape[0]
+    if (updated.shape[0] != n or pos.shape[0] != n or pos.shape[1] != 2
+            or scores.shape[0] != n or labels.shape[0] != n or ibuf.shape[0] < at + n
+            or fbuf.shape[0] < at + n):
+        return False, 0.0, 0, s, c, 0
+    seen = np.empty(n, np.bool_)
+    k = 0
+    for t in range(n):
+        seen[t] = confirmed[t] and updated[t]
+        if seen[t]:
+            k += 1
+    if k == 0:
+        return True, 0.0, 0, s, c, 0
+    hidden = hidden_among(pos, seen, geo[0, 0], geo[0, 1])
+    pts = np.empty((n, 2))
+    k = 0
+    for t in range(n):
+        if seen[t] and hidden[t]:
+            seen[t] = False
+        if seen[t]:
+            pts[k, 0], pts[k, 1] = pos[t, 0], pos[t, 1]
+            k += 1
+    margins = np.full(1, geo[0, 3])
+    inside = sector_masks(pts[:k], geo[1:], margins)
+    count = 0
+    for i in range(k):
+        ok = True
+        for f in range(inside.shape[1]):
+            ok = ok and inside[i, f, 0]
+        if ok:
+            count += 1
+    m = 0
+    if mode & _SAMPLE:
+        bin_m = geo[0, 2]
+        for t in range(n):
+            if not seen[t] or not math.isfinite(scores[t]):
+                continue
+            q = np.hypot(pos[t, 0], pos[t, 1]) // bin_m
+            if not (q >= 0.0 and q < _INT64_END):  # NaN, inf, overflow: no bin
+                continue
+            ibuf[at + m, 0] = labels[t]
+            ibuf[at + m, 1] = int(q)
+            fbuf[at + m] = scores[t]
+            m += 1
+    stop = m
+    if mode & _FROZEN:
+        n_lab, n_bin = table.shape
+        for i in range(m):
+            a, b = ibuf[at + i, 0], ibuf[at + i, 1]
+            if a < 0 or a >= n_lab or b < 0 or b >= n_bin:
+                stop = i
+                break
+            mu = table[a, b]
+            if mu != mu:
+                stop = i
+                break
+            s += fbuf[at + i] - mu
+            c += 1.0
+    return True, float(count), m, s, c, stop
+
+
 def _bin_table(bin_mean: dict[BinKey, float]) -> FloatArray:
     """Dense (label, bin) → mean lookup of the known bins that fit it; NaN elsewhere."""
     keys = [k for k in bin_mean if 0 <= k[0] < _TABLE_LABELS and 0 <= k[1] < _TABLE_BINS]
@@ -223,6 +302,24 @@ def _bin_table(bin_mean: dict[BinKey, float]) -> FloatArray:
     for k in keys:
         table[k] = bin_mean[k]
     return table
+
+
+def _pool_by_bin(lab: IntArray, bins: IntArray, sc: FloatArray
+                 ) -> tuple[IntArray, IntArray, list[FloatArray]]:
+    """The distinct (label, bin) keys in ascending order, each sample's key index, and each
+    key's scores in arrival order: what ``np.unique(..., axis=0, return_inverse=True)`` and a
+    stable sort by key give (the same values, in the same order, as pooling them block by
+    block), with one stable lexsort instead of unique's sort of structured rows."""
+    n = sc.shape[0]
+    order = np.lexsort((bins, lab))  # stable: ties keep arrival order
+    sl, sb = lab[order], bins[order]
+    new = np.ones(n, bool)
+    new[1:] = (sl[1:] != sl[:-1]) | (sb[1:] != sb[:-1])
+    starts = np.flatnonzero(new)
+    keys = np.stack([sl[starts], sb[starts]], 1)
+    inv = np.empty(n, np.int64)
+    inv[order] = np.cumsum(new) - 1
+    return keys, inv, np.split(sc[order], starts[1:])
 
 
 def _float3(a: object, b: object, c: object) -> list[float]:
@@ -237,7 +334,7 @@ class _Channel:
     # block sums and counts per statistic, plain floats (added to every step, read per block)
     sums: list[float] = field(default_factory=lambda: [0.0] * len(STATS))
     counts: list[float] = field(default_factory=lambda: [0.0] * len(STATS))
-    ref: list[FloatArray] = field(default_factory=list)  # block values while learning
+    ref: list[list[float]] = field(default_factory=list)  # block values while learning
     ref_n: list[int] = field(default_factory=lambda: [0] * len(STATS))  # finite ones in ref
     frozen: NDArray[np.bool_] = field(default_factory=lambda: np.zeros(len(STATS), bool))
     provisional: NDArray[np.bool_] = field(default_factory=lambda: np.zeros(len(STATS), bool))
@@ -250,10 +347,14 @@ class _Channel:
     last: FloatArray = field(default_factory=_nans)
     env_run: NDArray[np.int64] = field(default_factory=lambda: np.zeros(len(STATS), np.int64))
     env_alarm: NDArray[np.bool_] = field(default_factory=lambda: np.zeros(len(STATS), bool))
+    env_any: bool = False  # env_alarm has a stream set
     alerting: bool = False  # alarm or env_alarm has a stream set (both change only per block)
-    # score reference: (label, bin, score) samples per step of the open block, then per block,
-    # until frozen; then fixed bin means (dict, and the dense table of those that fit it)
-    score_block: list[Samples] = field(default_factory=list)
+    # score reference: (label, bin, score) samples of the open block (rows [:n_block] of
+    # ibuf = (label, bin), fbuf = score; scratch once frozen), then per block, until frozen;
+    # then fixed bin means (dict, and the dense table of those that fit it)
+    ibuf: IntArray = field(default_factory=lambda: np.zeros((0, 2), np.int64))
+    fbuf: FloatArray = field(default_factory=lambda: np.zeros(0))
+    n_block: int = 0
     score_ref: list[Samples] = field(default_factory=list)
     bins: dict[BinKey, list[float]] = field(default_factory=dict)  # bins still learning
     bin_mean: dict[BinKey, float] = field(default_factory=dict)
@@ -265,6 +366,41 @@ class _Channel:
     total: int = 0  # blocks appended to history so far
     onset: int | None = None  # history block index where the current rate alarm began
     culprit: str | None = None
+
+
+def _room(st: _Channel, need: int) -> None:
+    """Grows the channel's sample buffers to hold at least ``need`` rows (contents kept)."""
+    cap = st.fbuf.shape[0]
+    if cap >= need:
+        return
+    cap = max(need, 2 * cap, 64)
+    ibuf, fbuf = np.zeros((cap, 2), np.int64), np.zeros(cap)
+    m = st.n_block
+    ibuf[:m], fbuf[:m] = st.ibuf[:m], st.fbuf[:m]
+    st.ibuf, st.fbuf = ibuf, fbuf
+
+
+@dataclass
+class _Lane:
+    """A channel's per-step constants: its settings, frame, and for :func:`_channel_step` the
+    geometry of its frame (None: a peer's field of view is an image rectangle, numpy path)."""
+
+    name: str
+    cfg: ChannelConfig
+    frame: str
+    relative: bool  # its rate is a share of its frame's consensus
+    geo: FloatArray | None
+
+
+@dataclass
+class _Layout:
+    """What depends only on the channels known so far (rebuilt when one turns up)."""
+
+    size: int  # len(ChannelSet.configs) it was built for
+    names: frozenset[str]
+    lanes: list[_Lane]
+    voting: set[str]
+    groups: dict[str, list[str]]  # voting channels by frame
 
 
 class DistributionMonitor:
@@ -310,6 +446,16 @@ class DistributionMonitor:
         self._chi2_lo: dict[int, float] = {}  # χ² lower quantiles by degrees of freedom
         self._h_of: dict[float, float] = {}  # CUSUM threshold by allowance
         self._fovs: dict[tuple[str, ...], list[FieldOfView]] = {}  # distinct fovs of peers
+        self._lay: _Layout | None = None
+        # constants the first references need, computed now rather than in the block that
+        # freezes them: the χ² quantile of a full reference and the prior rate CUSUM's h
+        self._chi2_lo[cfg.reference_blocks] = chi2.ppf(1.0 - cfg.reference_confidence,
+                                                       cfg.reference_blocks - 1)
+        if self._watch_r and self.relative_rate:
+            try:
+                self._h(max(cfg.k, self._min_shift(_R, 1.0) / cfg.rate_prior_sigma))
+            except Exception:  # left to the block that needs it, as before
+                self._h_of.clear()
 
     def false_alarm_rate(self) -> float:
         """Budgeted in-control false alarms per hour over all channels and statistics (each
@@ -371,9 +517,18 @@ class DistributionMonitor:
         if not n:
             return
         if not st.frozen[_S]:
-            st.score_block.append(samples)
+            m = st.n_block
+            _room(st, m + n)
+            st.ibuf[m:m + n, 0], st.ibuf[m:m + n, 1], st.fbuf[m:m + n] = lab, bins, sc
+            st.n_block = m + n
             return
-        s, c, i = st.sums[_S], st.counts[_S], 0
+        self._resume_scores(st, lab, bins, sc, st.sums[_S], st.counts[_S], 0)
+
+    def _resume_scores(self, st: _Channel, lab: IntArray, bins: IntArray, sc: FloatArray,
+                       s: float, c: float, i: int) -> None:
+        """Residuals of samples ``i`` on added to ``s``, ``c`` (the score's block sum and count,
+        stored back), learning the bins not known yet."""
+        n = sc.shape[0]
         while True:
             s, c, i = _score_residuals(lab, bins, sc, st.table, s, c, i)
             if i >= n:
@@ -444,6 +599,120 @@ class DistributionMonitor:
                 groups.setdefault(ch.frame, []).append(name)
         return groups
 
+    def _layout(self) -> _Layout:
+        """Per-channel constants of the channels known now (visit order: configured first)."""
+        items = list(self.channels.configs.items())
+        groups: dict[str, list[str]] = {}
+        peers: dict[str, list[ChannelConfig]] = {}
+        for name, ch in items:
+            if ch.role != "shadow":
+                groups.setdefault(ch.frame, []).append(name)
+                peers.setdefault(ch.frame, []).append(ch)
+        c = self.cfg
+        geos: dict[str, FloatArray | None] = {}
+        lanes = []
+        for name, ch in items:
+            if ch.frame not in geos:
+                fovs = self._peer_fovs(ch.frame, peers.get(ch.frame, []))
+                head = [[c.object_half_width_m, c.occluder_half_width_m, c.score_bin_m,
+                         _FOV_MARGIN.get(ch.frame, 0.0)]]
+                geos[ch.frame] = None if any(
+                    f.image_width is not None and f.image_height is not None for f in fovs
+                ) else np.array(head + [f.sector_limits[0].tolist() for f in fovs], np.float64)
+            relative = self.relative_rate and len(groups.get(ch.frame, [])) >= 2
+            lanes.append(_Lane(name, ch, ch.frame, relative, geos[ch.frame]))
+        return _Layout(len(items), frozenset(n for n, _ in items), lanes,
+                       {n for n, ch in items if ch.role != "shadow"}, groups)
+
+    def _fast_accumulate(self, chans: dict[str, ChannelObservation], lay: _Layout,
+                         trusted: set[str]) -> bool:
+        """:meth:`_accumulate` with one :func:`_channel_step` call per channel with tracks. False
+        (nothing changed) when a step needs the general path: box tracks, an image field of view,
+        track arrays of other types or shapes."""
+        watch_s = self._watch_s
+        per: dict[str, tuple[bool, float, int, float, float, int]] = {}
+        counts: dict[str, float] = {}
+        for ln in lay.lanes:
+            st = self._ch.get(ln.name)
+            if st is None:  # built only when new (not a throwaway default every step)
+                st = self._ch[ln.name] = _Channel()
+            obs = chans.get(ln.name)
+            if obs is None or not obs.received or obs.input_error is not None:
+                continue
+            tr = obs.tracks
+            if tr is None:
+                continue
+            if ln.geo is None or tr.space == "box":
+                return False
+            try:
+                conf, upd = tr.confirmed, tr.updated
+                if conf.shape == upd.shape == (0,) and tr.position.shape == (0, 2):
+                    counts[ln.name] = 0.0
+                    per[ln.name] = _NONE_SEEN
+                    continue
+                frozen = bool(st.frozen[_S])
+                at = 0 if frozen else st.n_block
+                _room(st, at + conf.shape[0])
+                r = _channel_step(conf, upd, tr.position, tr.scores, tr.labels, ln.geo, st.ibuf,
+                                  st.fbuf, st.table, at,
+                                  (_SAMPLE if watch_s else 0) | (_FROZEN if frozen else 0),
+                                  st.sums[_S], st.counts[_S])
+            except (TypeError, AttributeError):  # not arrays, or of other dtypes or dimensions
+                return False
+            if not r[0]:
+                return False
+            counts[ln.name] = r[1]
+            per[ln.name] = r
+        consensus: dict[str, float] = {}
+        for frame, names in lay.groups.items():
+            have = [counts[n] for n in names if n in counts]
+            good = [counts[n] for n in names if n in counts and n in trusted]
+            consensus[frame] = (_median(good) if good and len(good) < len(have)
+                                else _median(have) if len(have) >= 2 else np.nan)
+        any_img = self._any_img
+        for ln in lay.lanes:
+            st = self._ch[ln.name]
+            r = per.get(ln.name)
+            if any_img:
+                obs = chans.get(ln.name)
+                im = obs.image_stats if obs is not None else None
+            if r is None:
+                if any_img and im is not None:
+                    self._add_image(st, im)
+                continue
+            _, n, m, s, c, stop = r
+            if watch_s and m:
+                if st.frozen[_S]:
+                    if stop < m:
+                        self._resume_scores(st, st.ibuf[:m, 0], st.ibuf[:m, 1], st.fbuf[:m], s,
+                                            c, stop)
+                    else:
+                        st.sums[_S], st.counts[_S] = s, c
+                else:
+                    st.n_block += m
+            if self._watch_r:
+                st.n_sum += n
+                st.n_steps += 1
+                if ln.relative:
+                    st.relative = True
+                    cs = consensus.get(ln.frame, np.nan)
+                    if cs > 0:  # Σ own / Σ consensus over the block
+                        st.sums[_R] += n
+                        st.counts[_R] += cs
+                else:
+                    st.sums[_R] += n
+                    st.counts[_R] += 1.0
+            if any_img and im is not None:
+                self._add_image(st, im)
+        return True
+
+    def _add_image(self, st: _Channel, im: object) -> None:
+        v = _float3(im.brightness, im.contrast, im.sharpness)  # type: ignore[attr-defined]
+        for j, (x, w) in enumerate(zip(v, self._watch_img, strict=True)):
+            if w and math.isfinite(x):
+                st.sums[_B + j] += x
+                st.counts[_B + j] += 1.0
+
     def _accumulate(self, visits: list[Visit], trusted: set[str]) -> None:
         seen: dict[str, NDArray[np.bool_] | None] = {}
         pos: dict[str, FloatArray] = {}  # positions of the channels with usable tracks
@@ -485,11 +754,7 @@ class DistributionMonitor:
                         st.counts[_R] += 1.0
             im = obs.image_stats if obs is not None else None
             if im is not None and self._any_img:
-                v = _float3(im.brightness, im.contrast, im.sharpness)
-                for j, (x, w) in enumerate(zip(v, self._watch_img, strict=True)):
-                    if w and math.isfinite(x):
-                        st.sums[_B + j] += x
-                        st.counts[_B + j] += 1.0
+                self._add_image(st, im)
 
     # ------------------------------------------------------------------ observe
     def observe(self, ctx: StepContext) -> list[Finding]:
@@ -497,33 +762,49 @@ class DistributionMonitor:
         envelope long enough."""
         t = float(ctx.t)
         step = ctx.dt if ctx.dt > 0 else 1.0 / self.step_rate_hz
-        visits = list(self.channels.visit(ctx))
+        chans = ctx.channels
+        lay = self._lay
+        if lay is None or not chans.keys() <= lay.names:
+            for _ in self.channels.visit(ctx):  # registers channels that turned up
+                pass
+            if lay is None or lay.size != len(self.channels.configs):
+                lay = self._lay = self._layout()
         cc = ctx.crosscheck
-        voting = {n for n, c, _ in visits if c.role != "shadow"}
+        voting = lay.voting
         trusted = set(cc.active) & voting if cc is not None and cc.active else voting
-        self._accumulate(visits, trusted)
-        closed = False
+        visits: list[Visit] | None = None
+        if not self._fast_accumulate(chans, lay, trusted):
+            visits = [(ln.name, ln.cfg, chans.get(ln.name)) for ln in lay.lanes]
+            self._accumulate(visits, trusted)
+        closed = alerting = False
         block_s = self.cfg.block_s
-        for name, _ch, _obs in visits:
-            st = self._ch[name]
+        sts = self._ch
+        for ln in lay.lanes:
+            st = sts[ln.name]
             if st.start is None:
                 st.start = t
             if block_due(t, st.start, block_s, step):
                 self._close(st)
                 st.start = t + step
                 closed = True
+            alerting = alerting or st.alerting
+        if not (closed or alerting):
+            return []
+        if visits is None:
+            visits = [(ln.name, ln.cfg, chans.get(ln.name)) for ln in lay.lanes]
         if closed:
             self._attribute_rates(visits, trusted)
         out: list[Finding] = []
         for name, ch, _obs in visits:
-            st = self._ch[name]
+            st = sts[name]
             if st.alerting:
                 out += self._findings(ctx, name, ch, st, visits)
         return out
 
     def _close(self, st: _Channel) -> None:
-        mean = np.array([s / c if c > 0 else np.nan
-                         for s, c in zip(st.sums, st.counts, strict=True)])
+        """Closes the channel's block: its means feed the envelope, the references still being
+        learnt and the CUSUMs (plain floats over the few statistics: no numpy call per block)."""
+        mean = [s / c if c > 0 else math.nan for s, c in zip(st.sums, st.counts, strict=True)]
         st.sums, st.counts = [0.0] * len(STATS), [0.0] * len(STATS)
         if st.n_steps:
             st.history.append(st.n_sum / st.n_steps)
@@ -531,38 +812,80 @@ class DistributionMonitor:
             while len(st.history) > self.cfg.attribution_blocks + _RECENT + 2:
                 st.history.popleft()
         st.n_sum, st.n_steps = 0.0, 0
-        st.last = np.where(np.isfinite(mean), mean, st.last)
+        finite = [math.isfinite(x) for x in mean]
+        last = st.last
+        for i, x in enumerate(mean):
+            if finite[i]:
+                last[i] = x
         self._envelope(st, mean)
-        if not st.frozen[_S] and st.score_block:
-            blk = st.score_block
-            st.score_ref.append(blk[0] if len(blk) == 1 else (
-                np.concatenate([b[0] for b in blk]), np.concatenate([b[1] for b in blk]),
-                np.concatenate([b[2] for b in blk])))
-            st.score_block = []
+        if not st.frozen[_S] and st.n_block:
+            m = st.n_block
+            st.score_ref.append((st.ibuf[:m, 0].copy(), st.ibuf[:m, 1].copy(),
+                                 st.fbuf[:m].copy()))
+            st.n_block = 0
             self._maybe_freeze_score(st)
         if st.relative and not st.frozen[_R] and self._watch_r:
             self._freeze_prior(st)
-        learning = [i for i in self._learnable if not st.frozen[i] or st.provisional[i]]
+        frozen, provisional = st.frozen.tolist(), st.provisional.tolist()
+        learning = [i for i in self._learnable if not frozen[i] or provisional[i]]
         if learning:
-            row = np.full(len(STATS), np.nan)
+            row = [math.nan] * len(STATS)
             for i in learning:
                 row[i] = mean[i]
-                if math.isfinite(mean[i]):
+                if finite[i]:
                     st.ref_n[i] += 1
             st.ref.append(row)
             for i in learning:
                 if st.ref_n[i] >= self.cfg.reference_blocks:
                     v = np.array([r[i] for r in st.ref])
                     self._freeze(st, i, v[np.isfinite(v)])
-            if not any(not st.frozen[i] or st.provisional[i] for i in self._learnable):
+            frozen, provisional = st.frozen.tolist(), st.provisional.tolist()
+            if not any(not frozen[i] or provisional[i] for i in self._learnable):
                 st.ref = []
                 st.ref_n = [0] * len(STATS)
-        known = st.frozen & np.isfinite(mean)
-        z = np.where(known, mean - st.centre, 0.0) / np.where(known, st.sigma, 1.0)
-        st.alarm = st.cusum.update(z, known) & st.frozen
-        st.alerting = bool(st.alarm.any() or st.env_alarm.any())
+        if not any(frozen):  # nothing to test yet (every stream holds, none can alarm)
+            if st.alarm.any():
+                st.alarm = np.zeros(len(STATS), bool)
+            st.alerting = st.env_any
+            return
+        alarm = self._cusum_block(st, mean, finite, frozen)
+        st.alarm = np.array(alarm)
+        st.alerting = any(alarm) or st.env_any
 
-    def _envelope(self, st: _Channel, mean: FloatArray) -> None:
+    @staticmethod
+    def _cusum_block(st: _Channel, mean: list[float], finite: list[bool],
+                     frozen: list[bool]) -> list[bool]:
+        """``Cusum.update`` of the standardised block means of the frozen, finite statistics
+        (others hold) and the alarm mask & frozen, as plain floats: the same IEEE operations as
+        the compiled CUSUM step, in the same order."""
+        cus = st.cusum
+        pos, neg, k, h = cus.pos, cus.neg, cus.k.tolist(), cus.h.tolist()
+        centre, sigma, cap = st.centre.tolist(), st.sigma.tolist(), cus.cap
+        alarm = [False] * len(STATS)
+        for i in range(len(STATS)):
+            if not frozen[i]:
+                continue
+            p, q = float(pos[i]), float(neg[i])
+            if finite[i]:
+                d, sg = mean[i] - centre[i], sigma[i]
+                x = d / sg if sg != 0.0 else float(np.divide(d, sg))  # numpy's inf/NaN
+                if math.isfinite(x):
+                    lim = cap * h[i] if h[i] > 0 else math.inf
+                    p = p + x - k[i]
+                    if not (p != p or p > 0.0):
+                        p = 0.0
+                    if not (p != p or p < lim):
+                        p = lim
+                    q = q - x - k[i]
+                    if not (q != q or q > 0.0):
+                        q = 0.0
+                    if not (q != q or q < lim):
+                        q = lim
+                    pos[i], neg[i] = p, q
+            alarm[i] = p == p and q == q and max(p, q) > h[i]
+        return alarm
+
+    def _envelope(self, st: _Channel, mean: list[float]) -> None:
         lo, hi = self.cfg.brightness_range
         b, c = float(mean[_B]), float(mean[_C])
         if not ((self._watch_img[0] and math.isfinite(b))
@@ -575,36 +898,37 @@ class DistributionMonitor:
             run[_C] = run[_C] + 1 if c < self.cfg.contrast_floor else 0
         st.env_run = run
         st.env_alarm = run >= self.cfg.persist_blocks
+        st.env_any = bool(st.env_alarm.any())
 
     def _maybe_freeze_score(self, st: _Channel) -> None:
         """Once ``reference_blocks`` blocks held scores: bin means from them, then the block
         mean residuals of the same blocks form the score reference."""
         if len(st.score_ref) < self.cfg.reference_blocks:
             return
-        lab = np.concatenate([b[0] for b in st.score_ref])
         sc = np.concatenate([b[2] for b in st.score_ref])
-        keys, inv = np.unique(np.stack([lab, np.concatenate([b[1] for b in st.score_ref])], 1),
-                              axis=0, return_inverse=True)
-        inv = inv.reshape(-1)
-        # each bin's scores in arrival order (a stable sort keeps it): the same values, in the
-        # same order, as pooling them block by block
-        pooled = np.split(sc[np.argsort(inv, kind="stable")],
-                          np.cumsum(np.bincount(inv, minlength=len(keys)))[:-1])
+        keys, inv, pooled = _pool_by_bin(np.concatenate([b[0] for b in st.score_ref]),
+                                         np.concatenate([b[1] for b in st.score_ref]), sc)
         means = np.full(len(keys), np.nan)
         known = np.zeros(len(keys), bool)
         for u, v in enumerate(pooled):
             if v.size >= self.cfg.score_bin_samples:
-                means[u] = mu = float(np.mean(v))
+                # = float(np.mean(v)): the same pairwise sum and division, without its overhead
+                means[u] = mu = float(np.add.reduce(v)) / v.size
                 known[u] = True
                 st.bin_mean[(int(keys[u, 0]), int(keys[u, 1]))] = mu
+        # each block's mean residual over its samples of known bins (blocks without any: none)
+        res = sc - means[inv]
+        ok = known[inv]
+        n_ok = np.concatenate([[0], np.cumsum(ok)]).tolist()
         values = []
         a = 0
         for blk in st.score_ref:
-            ix = inv[a:a + blk[2].shape[0]]
-            a += blk[2].shape[0]
-            ok = known[ix]
-            if ok.any():
-                values.append(float(np.mean(blk[2][ok] - means[ix[ok]])))
+            b = a + blk[2].shape[0]
+            k = n_ok[b] - n_ok[a]
+            if k:
+                r = res[a:b] if k == b - a else res[a:b][ok[a:b]]
+                values.append(float(np.add.reduce(r)) / r.size)
+            a = b
         if len(values) < self.cfg.reference_blocks:
             if len(st.score_ref) > 4 * self.cfg.reference_blocks:  # bound memory; keep learning
                 st.score_ref.pop(0)
