@@ -385,3 +385,36 @@ def z_to_xyxy_kernel(z):
         out[i, 2] = z[i, 0] + 0.5 * w
         out[i, 3] = z[i, 1] + 0.5 * h
     return out
+
+
+@compiled(nb.float64(nb.float64[::1], nb.int64, nb.int64))
+def pairwise_sum(a, lo, n):  # pragma: no cover - compiled
+    """Sum of a[lo:lo+n] in numpy's pairwise order (8 running sums per block of ≤ 128, halves
+    beyond), so the result is bit-identical to ``ndarray.sum`` of the same values."""
+    if n < 8:
+        res = 0.0
+        for i in range(lo, lo + n):
+            res += a[i]
+        return res
+    if n <= 128:
+        r0, r1, r2, r3 = a[lo], a[lo + 1], a[lo + 2], a[lo + 3]
+        r4, r5, r6, r7 = a[lo + 4], a[lo + 5], a[lo + 6], a[lo + 7]
+        i = 8
+        while i < n - n % 8:
+            r0 += a[lo + i]
+            r1 += a[lo + i + 1]
+            r2 += a[lo + i + 2]
+            r3 += a[lo + i + 3]
+            r4 += a[lo + i + 4]
+            r5 += a[lo + i + 5]
+            r6 += a[lo + i + 6]
+            r7 += a[lo + i + 7]
+            i += 8
+        res = ((r0 + r1) + (r2 + r3)) + ((r4 + r5) + (r6 + r7))
+        while i < n:
+            res += a[lo + i]
+            i += 1
+        return res
+    n2 = n // 2
+    n2 -= n2 % 8
+    return pairwise_sum(a, lo, n2) + pairwise_sum(a, lo + n2, n - n2)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator, Sequence
 
 import numpy as np
@@ -59,8 +60,15 @@ def finding(
         window=float(window),
         message=message,
         t=float(ctx_t),
-        track_ids=tuple(int(i) for i in np.asarray(track_ids).reshape(-1)),
+        track_ids=_track_ids(track_ids),
     )
+
+
+def _track_ids(track_ids: Sequence[int] | np.ndarray) -> tuple[int, ...]:
+    """Track ids as a tuple of ints (no array conversion when there are none)."""
+    if not len(track_ids):
+        return ()
+    return tuple(int(i) for i in np.asarray(track_ids).reshape(-1))
 
 
 class ChannelSet:
@@ -110,6 +118,8 @@ def measurement_time(obs: ChannelObservation | None) -> float | None:
     mt = obs.measurement_t
     if mt is None and obs.detections is not None:
         mt = obs.detections.t
+    if type(mt) is float:  # the usual case, without conversions
+        return mt if math.isfinite(mt) else None
     if mt is None:
         return None
     try:

@@ -12,12 +12,11 @@ import numpy as np
 from numpy.typing import NDArray
 from pydantic import Field, model_validator
 
-from perception.kernels import IN1, compiled
+from perception.kernels import IN1, compiled, pairwise_sum
 from safety.channels import ChannelConfig
 from safety.context import ChannelObservation, MonitorSpec, StepContext
 from safety.findings import Finding, Impact
 from safety.monitors.base import ChannelSet, MonitorSettings, finding, is_valid, label
-from safety.monitors.consistency import _pairwise_sum
 
 
 class ConfidenceConfig(MonitorSettings):
@@ -132,7 +131,7 @@ def _finite_total(s):
         if np.isfinite(s[i]):
             sel[k] = s[i]
             k += 1
-    return _pairwise_sum(sel, 0, k), k
+    return pairwise_sum(sel, 0, k), k
 
 
 def _finite_mean(s: NDArray[np.float64]) -> float | None:

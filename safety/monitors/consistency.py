@@ -26,7 +26,7 @@ from pydantic import Field
 from scipy.special import chdtr, chdtrc
 from scipy.stats import chi2
 
-from perception.kernels import BIN1, IN1, compiled
+from perception.kernels import BIN1, IN1, compiled, pairwise_sum
 from safety.channels import ChannelConfig
 from safety.context import MonitorSpec, StepContext
 from safety.findings import Finding, Impact
@@ -80,39 +80,6 @@ def _tails(s: NDArray[np.float64], d: NDArray[np.float64]) -> NDArray[np.float64
     return np.concatenate([chi2.sf(s, d), chi2.cdf(s, d)])
 
 
-@compiled(nb.float64(nb.float64[::1], nb.int64, nb.int64))
-def _pairwise_sum(a, lo, n):
-    """Sum of a[lo:lo+n] in numpy's pairwise order (8 running sums per block of ≤ 128, halves
-    beyond), so the result is bit-identical to ``ndarray.sum`` of the same values."""
-    if n < 8:
-        res = 0.0
-        for i in range(lo, lo + n):
-            res += a[i]
-        return res
-    if n <= 128:
-        r0, r1, r2, r3 = a[lo], a[lo + 1], a[lo + 2], a[lo + 3]
-        r4, r5, r6, r7 = a[lo + 4], a[lo + 5], a[lo + 6], a[lo + 7]
-        i = 8
-        while i < n - n % 8:
-            r0 += a[lo + i]
-            r1 += a[lo + i + 1]
-            r2 += a[lo + i + 2]
-            r3 += a[lo + i + 3]
-            r4 += a[lo + i + 4]
-            r5 += a[lo + i + 5]
-            r6 += a[lo + i + 6]
-            r7 += a[lo + i + 7]
-            i += 8
-        res = ((r0 + r1) + (r2 + r3)) + ((r4 + r5) + (r6 + r7))
-        while i < n:
-            res += a[lo + i]
-            i += 1
-        return res
-    n2 = n // 2
-    n2 -= n2 % 8
-    return _pairwise_sum(a, lo, n2) + _pairwise_sum(a, lo + n2, n - n2)
-
-
 @compiled(nb.types.Tuple((nb.float64, nb.int64))(IN1, BIN1, BIN1, nb.boolean))
 def _nis_total(nis, updated, confirmed, confirmed_only):
     """Sum and count of the finite, non-negative NIS of the updated (and, if ``confirmed_only``,
@@ -127,7 +94,7 @@ def _nis_total(nis, updated, confirmed, confirmed_only):
         if updated[i] and np.isfinite(v) and v >= 0 and (not confirmed_only or confirmed[i]):
             sel[k] = v
             k += 1
-    return _pairwise_sum(sel, 0, k), k
+    return pairwise_sum(sel, 0, k), k
 
 
 _NO_MASK = np.zeros(0, bool)

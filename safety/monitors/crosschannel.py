@@ -34,7 +34,7 @@ from numpy.typing import NDArray
 from pydantic import Field, model_validator
 from scipy.stats import chi2
 
-from perception.kernels import F2, IIN1, IN1, IN2, compiled
+from perception.kernels import F2, IIN1, IN1, IN2, compiled, pairwise_sum
 from safety.channels import ChannelConfig
 from safety.context import MonitorSpec, StepContext
 from safety.crosscheck import Disagreement
@@ -97,34 +97,6 @@ def _link_chains(pos, count, stat, prev_pos, prev_count, old, has_old, radius, k
     return out, hist
 
 
-@compiled(nb.float64(nb.float64[::1], nb.int64, nb.int64))
-def _pairwise_sum(a, lo, n):  # pragma: no cover - compiled
-    """Σ a[lo:lo + n] in numpy's pairwise order (8 running sums; halves above 128): the same
-    rounding as ``np.add.reduce`` along a contiguous axis."""
-    if n < 8:
-        s = 0.0
-        for i in range(lo, lo + n):
-            s += a[i]
-        return s
-    if n <= 128:
-        r = np.empty(8)
-        for j in range(8):
-            r[j] = a[lo + j]
-        i = 8
-        while i < n - n % 8:
-            for j in range(8):
-                r[j] += a[lo + i + j]
-            i += 8
-        s = ((r[0] + r[1]) + (r[2] + r[3])) + ((r[4] + r[5]) + (r[6] + r[7]))
-        while i < n:
-            s += a[lo + i]
-            i += 1
-        return s
-    n2 = n // 2
-    n2 -= n2 % 8
-    return _pairwise_sum(a, lo, n2) + _pairwise_sum(a, lo + n2, n - n2)
-
-
 #: columns of a pair's chain state (:func:`_chain_step`): position, chain length, then the last
 #: ``persist_steps`` d² values, then whether the chain is reported this step
 _X, _Y, _N, _HIST = 0, 1, 2, 3
@@ -158,7 +130,7 @@ def _chain_step(rows, prev, radius, k, d2_min):
                 out[i, _HIST + j] = prev[src, _HIST + j - 1]
             n = max(n, 1.0 + best)
         out[i, _X], out[i, _Y], out[i, _N] = pos[i, 0], pos[i, 1], n
-        strong = num[i, 2] != 0.0 or _pairwise_sum(out[i], _HIST, k) / k >= d2_min
+        strong = num[i, 2] != 0.0 or pairwise_sum(out[i], _HIST, k) / k >= d2_min
         hit = n >= k and strong
         out[i, _HIST + k] = 1.0 if hit else 0.0
         hits += hit

@@ -18,7 +18,6 @@ from safety.channels import ChannelConfig, FieldOfView
 from safety.context import ChannelObservation, MonitorSpec, StepContext
 from safety.findings import Finding, Impact
 from safety.monitors.base import ChannelSet, MonitorSettings, finding, label, measurement_time
-from safety.monitors.liveness import _measurement_time
 
 
 class IntegrityConfig(MonitorSettings):
@@ -96,7 +95,7 @@ class IntegrityMonitor:
             if obs.input_error is not None or obs.error_kind is not None:
                 out.append(self._rejected(ctx, name, obs))
             if obs.input_error is None:  # (rejected input: no timestamp checks)
-                mt = _measurement_time(obs)
+                mt = measurement_time(obs)
                 # the quiet case decided here; _timestamps builds the findings when one fires
                 if mt is not None and (
                         (st.last_mt is not None and mt < st.last_mt)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -10,7 +9,7 @@ from dataclasses import dataclass, field
 from pydantic import Field
 
 from safety.channels import ChannelConfig
-from safety.context import ChannelObservation, MonitorSpec, StepContext
+from safety.context import MonitorSpec, StepContext
 from safety.findings import Finding, Impact
 from safety.monitors.base import (
     ChannelSet,
@@ -104,7 +103,7 @@ class LivenessMonitor:
                         f"{floor:.1f} (expected {ch.expected_rate_hz:g}).",
                         name, rate, floor, window))
             if valid:
-                mt = _measurement_time(obs)
+                mt = measurement_time(obs)
                 if mt is not None and t - mt > cfg.max_latency_s:
                     out.append(self._finding(
                         "liveness.latency", t,
@@ -118,14 +117,3 @@ class LivenessMonitor:
         """What :func:`finding` builds for a channel finding without tracks, built directly."""
         return Finding(kind, self.spec.name, channel, self.spec.impact, float(value),
                        float(threshold), float(window), message, t)
-
-
-def _measurement_time(obs: ChannelObservation | None) -> float | None:
-    """:func:`measurement_time`, without its conversions for the usual plain float."""
-    if obs is not None:
-        mt = obs.measurement_t
-        if mt is None and obs.detections is not None:
-            mt = obs.detections.t
-        if type(mt) is float:
-            return mt if math.isfinite(mt) else None
-    return measurement_time(obs)

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from perception.imagestats import ImageStats
+from perception.kernels import pairwise_sum
 from perception.tracks import Tracks, TrackStatus
 from safety.channels import ChannelConfig, FieldOfView
 from safety.context import ChannelObservation, StepContext
@@ -26,7 +27,6 @@ from safety.monitors.crosschannel import (
     CrossChannelMonitor,
     _chain_step,
     _link_chains,
-    _pairwise_sum,
 )
 from safety.monitors.distribution import (
     _FROZEN,
@@ -262,9 +262,9 @@ def test_pairwise_sum_matches_add_reduce(k: int) -> None:
     rng = np.random.default_rng(k)
     for _ in range(20):
         a = rng.chisquare(2, k) * 10 ** rng.uniform(-3, 3, k)
-        assert _pairwise_sum(a, 0, k) == np.add.reduce(a)
+        assert pairwise_sum(a, 0, k) == np.add.reduce(a)
         row = np.concatenate([rng.normal(size=3), a])
-        assert _pairwise_sum(row, 3, k) == np.add.reduce(row[3:])
+        assert pairwise_sum(row, 3, k) == np.add.reduce(row[3:])
 
 
 @pytest.mark.parametrize("seed", SEEDS)
