@@ -768,8 +768,9 @@ def _fuse_row(X, P, included, r, all_agree, pos, cov, o):  # pragma: no cover - 
 
 @nb.njit(cache=True, nogil=True, error_model="numpy")
 def _hidden(p, o, use, half_width_m, occ_hw):  # pragma: no cover - compiled
-    """:func:`hidden_behind` over all (point, occluder) pairs with ``use[k]`` set, stopping at the
-    first occluder that hides the point."""
+    """:func:`hidden_behind` over the (point, occluder) pairs with ``use[k]`` set: occluders in
+    order of range, up to the first one not nearer than the point by the gap, stopping at the
+    first that hides it."""
     n, m = p.shape[0], o.shape[0]
     out = np.zeros(n, np.bool_)
     ro = np.empty(m)
@@ -779,16 +780,19 @@ def _hidden(p, o, use, half_width_m, occ_hw):  # pragma: no cover - compiled
         ro[k] = np.hypot(o[k, 0], o[k, 1])
         ho[k] = np.arctan2(occ_hw, np.maximum(ro[k], 1e-6))
         bo[k] = np.arctan2(o[k, 1], o[k, 0])
+    order = np.argsort(ro)  # nearest first: stop at the first occluder not nearer (NaN last)
     for i in range(n):
         rp = np.hypot(p[i, 0], p[i, 1])
         hp = np.arctan2(half_width_m, np.maximum(rp, 1e-6))
         bp = np.arctan2(p[i, 1], p[i, 0])
-        for k in range(m):
+        for k in order:
+            if not ro[k] < rp - _MIN_GAP_M:
+                break
             if not use[k]:
                 continue
             gap = np.abs(bp - bo[k])
             gap = np.minimum(gap, 2.0 * np.pi - gap)
-            if gap < hp + ho[k] and ro[k] < rp - _MIN_GAP_M:
+            if gap < hp + ho[k]:
                 out[i] = True
                 break
     return out
