@@ -17,7 +17,7 @@ import numpy as np
 from numpy.typing import NDArray
 from scipy.optimize import linear_sum_assignment
 
-from perception.kernels import F2, IN2, compiled
+from perception.kernels import F1, F2, IIN1, IN2, compiled
 
 FloatArray = NDArray[np.float64]
 
@@ -138,52 +138,65 @@ class MotAccumulator:
         o = _ids(oids)
         h = _ids(hids)
         d = np.array(dists, dtype=np.float64).reshape(o.size, h.size)
+        self._add(o.tolist(), h.tolist(), d)
+
+    def _add(self, ol: list[int], hl: list[int], d: FloatArray) -> None:
+        """:meth:`update` with the ids as Python lists and ``d`` an (len(ol), len(hl)) float64
+        array it does not change."""
         self.frames += 1
-        ol, hl = o.tolist(), h.tolist()
+        of = self._obj_frames
         for x in ol:
-            self._obj_frames[x] = self._obj_frames.get(x, 0) + 1
+            of[x] = of.get(x, 0) + 1
+        hf = self._hyp_frames
         for x in hl:
-            self._hyp_frames[x] = self._hyp_frames.get(x, 0) + 1
+            hf[x] = hf.get(x, 0) + 1
         pairs = self._pair_frames
         dl = d.tolist()
+        isfinite = math.isfinite
         if d.size <= 64:  # a handful of rows: Python scalars beat numpy calls
             for i, a in enumerate(ol):
                 row = dl[i]
                 for j, b in enumerate(hl):
-                    if math.isfinite(row[j]):
+                    if isfinite(row[j]):
                         pairs[(a, b)] = pairs.get((a, b), 0) + 1
         else:
             fi, fj = np.nonzero(np.isfinite(d))
-            for a, b in zip(o[fi].tolist(), h[fj].tolist(), strict=True):
-                pairs[(a, b)] = pairs.get((a, b), 0) + 1
-        o_used = [False] * len(ol)
-        h_used = [False] * len(hl)
-        if ol and hl:
+            for i, j in zip(fi.tolist(), fj.tolist(), strict=True):
+                key = (ol[i], hl[j])
+                pairs[key] = pairs.get(key, 0) + 1
+        n_o, n_h = len(ol), len(hl)
+        o_used = [False] * n_o
+        h_used = [False] * n_h
+        n_used = 0  # pairs matched this frame (each marks one object and one hypothesis)
+        if n_o and n_h:
             # 1. carry forward last frame's correspondences that are still within threshold
+            match = self._match
             hpos = {hid: j for j, hid in enumerate(hl)}
             for i, oid in enumerate(ol):
-                prev = self._match.get(oid)
+                prev = match.get(oid)
                 k = hpos.get(prev) if prev is not None else None
-                if k is not None and not h_used[k] and math.isfinite(dl[i][k]):
+                if k is not None and not h_used[k] and isfinite(dl[i][k]):
                     o_used[i] = h_used[k] = True
+                    n_used += 1
                     self.matches += 1
                     self.dist_sum += dl[i][k]
             # 2. Hungarian on the rest; a new partner for a previously matched object is a switch
-            if not (all(o_used) or all(h_used)):  # else nothing is left to pair
+            if n_used < n_o and n_used < n_h:  # else nothing is left to pair
                 rest = d.copy()
                 rest[np.array(o_used), :] = np.nan
                 rest[:, np.array(h_used)] = np.nan
                 ri, ci = _lsa_with_missing(rest)
                 for i, j in zip(ri.tolist(), ci.tolist(), strict=True):
                     oid, hid = ol[i], hl[j]
-                    if oid in self._match and self._match[oid] != hid:
+                    if oid in match and match[oid] != hid:
                         self.switches += 1
-                    self._match[oid] = hid
+                    match[oid] = hid
                     o_used[i] = h_used[j] = True
+                    n_used += 1
                     self.matches += 1
                     self.dist_sum += dl[i][j]
-        self.misses += o_used.count(False)
-        self.false_positives += h_used.count(False)
+        self.misses += n_o - n_used
+        self.false_positives += n_h - n_used
 
     def scores(self) -> TrackingScores:
         """CLEAR-MOT and identity scores of everything accumulated so far."""
@@ -237,6 +250,61 @@ class MotAccumulator:
 
 
 Frames = dict[int, tuple[NDArray[np.int64], FloatArray]]  # frame → (ids (n,), features (n, k))
+
+
+@compiled(F1(IN2, IIN1, IN2, IIN1, nb.float64))
+def _euclidean_frames(a, a_off, b, b_off, max_dist):
+    """:func:`_euclidean_kernel` of every frame's rows ``a[a_off[f]:a_off[f + 1]]`` against
+    ``b[b_off[f]:b_off[f + 1]]``, the (n_f, m_f) blocks flat in frame order: one call per run."""
+    frames = a_off.shape[0] - 1
+    total = 0
+    for f in range(frames):
+        total += (a_off[f + 1] - a_off[f]) * (b_off[f + 1] - b_off[f])
+    out = np.empty(total)
+    k = 0
+    for f in range(frames):
+        for i in range(a_off[f], a_off[f + 1]):
+            for j in range(b_off[f], b_off[f + 1]):
+                dx = a[i, 0] - b[j, 0]
+                dy = a[i, 1] - b[j, 1]
+                d = math.sqrt(dx * dx + dy * dy)
+                out[k] = np.nan if d > max_dist else d
+                k += 1
+    return out
+
+
+def evaluate_points(
+    gt_ids: NDArray[np.int64],
+    gt_pos: FloatArray,
+    gt_offsets: NDArray[np.int64],
+    hyp_ids: NDArray[np.int64],
+    hyp_pos: FloatArray,
+    hyp_offsets: NDArray[np.int64],
+    max_dist: float,
+) -> TrackingScores:
+    """:func:`evaluate` with :func:`euclidean_distance` (gate ``max_dist``) for frames
+    0 .. T-1 given flat: frame f's rows are ``offsets[f]:offsets[f + 1]`` (T + 1 offsets each).
+    The same scores, with every frame's distances computed in one compiled call."""
+    go = np.asarray(gt_offsets, dtype=np.int64)
+    ho = np.asarray(hyp_offsets, dtype=np.int64)
+    if go.shape != ho.shape or go.ndim != 1 or go.shape[0] < 1:
+        raise ValueError("gt_offsets and hyp_offsets must both hold T + 1 offsets")
+    a = np.ascontiguousarray(gt_pos, dtype=np.float64).reshape(-1, 2)
+    b = np.ascontiguousarray(hyp_pos, dtype=np.float64).reshape(-1, 2)
+    dist = _euclidean_frames(a, go, b, ho, float(max_dist))
+    gl = np.asarray(gt_ids, dtype=np.int64).tolist()
+    hl = np.asarray(hyp_ids, dtype=np.int64).tolist()
+    gol, hol = go.tolist(), ho.tolist()
+    acc = MotAccumulator()
+    add = acc._add
+    k = 0
+    for f in range(len(gol) - 1):
+        ol = gl[gol[f]:gol[f + 1]]
+        hf = hl[hol[f]:hol[f + 1]]
+        nm = len(ol) * len(hf)
+        add(ol, hf, dist[k:k + nm].reshape(len(ol), len(hf)))
+        k += nm
+    return acc.scores()
 
 
 def evaluate(

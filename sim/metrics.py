@@ -37,7 +37,7 @@ from numpy.typing import NDArray
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from scipy.optimize import linear_sum_assignment
 
-from perception.metrics import euclidean_distance, evaluate
+from perception.metrics import evaluate_points
 from sim.results import (
     STATE_CODE,
     FaultDetection,
@@ -212,17 +212,14 @@ def mot_scores(
     Scored by perception.metrics (the CLEAR-MOT / IDF1 implementation that agrees with
     py-motmetrics), with a Euclidean gate on the ground plane.
     """
-    gt: dict[int, tuple[IntArray, FloatArray]] = {}
-    hy: dict[int, tuple[IntArray, FloatArray]] = {}
-    aid = np.arange(truth_zone.shape[1], dtype=np.int64)
     present = ~np.isnan(truth_zone[:, :, 0])
-    offsets = hyp.offsets.tolist()
-    for i in range(truth_zone.shape[0]):
-        p = present[i]
-        gt[i] = (aid[p], truth_zone[i, p])
-        a, b = offsets[i], offsets[i + 1]
-        hy[i] = (hyp.ids[a:b], hyp.pos[a:b])
-    sc = evaluate(gt, hy, lambda a, b: euclidean_distance(a, b, max_dist=gate))
+    counts = present.sum(axis=1)
+    gt_offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+    aid = np.broadcast_to(np.arange(truth_zone.shape[1], dtype=np.int64), present.shape)
+    sc = evaluate_points(
+        aid[present], truth_zone[present], gt_offsets, hyp.ids, hyp.pos,
+        hyp.offsets[: truth_zone.shape[0] + 1], gate,
+    )
     return _finite(sc.mota), _finite(sc.idf1), "perception.metrics"
 
 

@@ -272,6 +272,17 @@ class Truth:
         """Bearing of each actor centre (rad, CCW from x forward)."""
         return np.arctan2(self.positions[:, 1], self.positions[:, 0])
 
+    def bearings(self) -> FloatArray:
+        """:attr:`azimuths`, computed once per instant and read-only (the sensors' shared copy)."""
+        d = self.__dict__
+        az: FloatArray | None = d.get("_bearings")
+        if az is None:
+            pos = self.positions
+            az = np.arctan2(pos[:, 1], pos[:, 0])
+            az.setflags(write=False)
+            d["_bearings"] = az
+        return az
+
     @property
     def range_rates(self) -> FloatArray:
         """Radial component of relative velocity (m/s, negative = approaching)."""
