@@ -425,7 +425,8 @@ class _PointSetBuilder:
         self._rows: list[tuple[int, Any, int]] = []  # add_rows rows not yet packed
 
     def add_rows(self, rows: list[tuple[int, Any, int]]) -> None:
-        """A step's rows as (id, position (2,), flags) tuples; packed later, all at once."""
+        """A step's rows as (id, position, flags) tuples, the position a float pair or a (2,)
+        array; packed later, all at once."""
         self.counts.append(len(rows))
         if rows:
             self._rows.extend(rows)
@@ -435,9 +436,10 @@ class _PointSetBuilder:
         if not rows:
             return
         n = len(rows)
-        self.ids.append(np.array([r[0] for r in rows], dtype=np.int64))
-        self.pos.append(np.array([r[1] for r in rows], dtype=np.float64).reshape(n, 2))
-        self.flags.append(np.array([r[2] for r in rows], dtype=np.int64))
+        ids, pos, flags = zip(*rows, strict=True)
+        self.ids.append(np.array(ids, dtype=np.int64))
+        self.pos.append(np.array(pos, dtype=np.float64).reshape(n, 2))
+        self.flags.append(np.array(flags, dtype=np.int64))
         self._rows = []
 
     def add_mask(self, ids: IntArray, pos: FloatArray, mask: BoolArray) -> None:

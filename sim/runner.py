@@ -323,7 +323,9 @@ def run_scenario(
                     cb = sum(bit.get(c, 0) for c in chs)
                     if type(chs) is tuple:
                         chan_bits[chs] = cb
-                rows.append((o.object_id, o.position, int(o.corroborated) | cb))
+                pos = o.position
+                rows.append((o.object_id, pos.tolist() if type(pos) is np.ndarray else pos,
+                             int(o.corroborated) | cb))
         tracks: dict[str, tuple[Any, Any, Any]] = {}
         for name, tr in recorder.tracks.items():
             if tr is not None and getattr(tr, "space", "point") == "point":
