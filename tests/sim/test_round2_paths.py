@@ -100,6 +100,27 @@ def test_evaluate_points_equals_evaluate(seed: int) -> None:
         assert a[k] == b[k] or (np.isnan(a[k]) and np.isnan(b[k])), k
 
 
+@pytest.mark.parametrize("seed", range(6))
+def test_evaluate_points_many_ids_path_equals_the_compiled_one(
+    seed: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import perception.metrics as pm
+
+    rng = np.random.default_rng(200 + seed)
+    truth, hyp = _random_run(rng, 50, 3)
+    present = ~np.isnan(truth[:, :, 0])
+    offsets = np.concatenate([[0], np.cumsum(present.sum(axis=1))]).astype(np.int64)
+    ids = np.broadcast_to(np.arange(3, dtype=np.int64), present.shape)[present]
+    args = (ids, truth[present], offsets, hyp.ids, hyp.pos, hyp.offsets, 2.5)
+    compiled_path = evaluate_points(*args)
+    monkeypatch.setattr(pm, "_DENSE_PAIRS_MAX", 0)
+    python_path = evaluate_points(*args)
+    assert compiled_path.as_dict().keys() == python_path.as_dict().keys()
+    for k, v in compiled_path.as_dict().items():
+        w = python_path.as_dict()[k]
+        assert v == w or (np.isnan(v) and np.isnan(w)), k
+
+
 def test_evaluate_points_rejects_mismatched_offsets() -> None:
     with pytest.raises(ValueError):
         evaluate_points(np.zeros(0, np.int64), np.zeros((0, 2)), np.zeros(2, np.int64),
