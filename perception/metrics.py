@@ -17,7 +17,7 @@ import numpy as np
 from numpy.typing import NDArray
 from scipy.optimize import linear_sum_assignment
 
-from perception.kernels import F2, IN2, compiled
+from perception.kernels import F1, F2, IIN1, IN1, IN2, compiled
 
 FloatArray = NDArray[np.float64]
 
@@ -138,52 +138,65 @@ class MotAccumulator:
         o = _ids(oids)
         h = _ids(hids)
         d = np.array(dists, dtype=np.float64).reshape(o.size, h.size)
+        self._add(o.tolist(), h.tolist(), d)
+
+    def _add(self, ol: list[int], hl: list[int], d: FloatArray) -> None:
+        """:meth:`update` with the ids as Python lists and ``d`` an (len(ol), len(hl)) float64
+        array it does not change."""
         self.frames += 1
-        ol, hl = o.tolist(), h.tolist()
+        of = self._obj_frames
         for x in ol:
-            self._obj_frames[x] = self._obj_frames.get(x, 0) + 1
+            of[x] = of.get(x, 0) + 1
+        hf = self._hyp_frames
         for x in hl:
-            self._hyp_frames[x] = self._hyp_frames.get(x, 0) + 1
+            hf[x] = hf.get(x, 0) + 1
         pairs = self._pair_frames
         dl = d.tolist()
+        isfinite = math.isfinite
         if d.size <= 64:  # a handful of rows: Python scalars beat numpy calls
             for i, a in enumerate(ol):
                 row = dl[i]
                 for j, b in enumerate(hl):
-                    if math.isfinite(row[j]):
+                    if isfinite(row[j]):
                         pairs[(a, b)] = pairs.get((a, b), 0) + 1
         else:
             fi, fj = np.nonzero(np.isfinite(d))
-            for a, b in zip(o[fi].tolist(), h[fj].tolist(), strict=True):
-                pairs[(a, b)] = pairs.get((a, b), 0) + 1
-        o_used = [False] * len(ol)
-        h_used = [False] * len(hl)
-        if ol and hl:
+            for i, j in zip(fi.tolist(), fj.tolist(), strict=True):
+                key = (ol[i], hl[j])
+                pairs[key] = pairs.get(key, 0) + 1
+        n_o, n_h = len(ol), len(hl)
+        o_used = [False] * n_o
+        h_used = [False] * n_h
+        n_used = 0  # pairs matched this frame (each marks one object and one hypothesis)
+        if n_o and n_h:
             # 1. carry forward last frame's correspondences that are still within threshold
+            match = self._match
             hpos = {hid: j for j, hid in enumerate(hl)}
             for i, oid in enumerate(ol):
-                prev = self._match.get(oid)
+                prev = match.get(oid)
                 k = hpos.get(prev) if prev is not None else None
-                if k is not None and not h_used[k] and math.isfinite(dl[i][k]):
+                if k is not None and not h_used[k] and isfinite(dl[i][k]):
                     o_used[i] = h_used[k] = True
+                    n_used += 1
                     self.matches += 1
                     self.dist_sum += dl[i][k]
             # 2. Hungarian on the rest; a new partner for a previously matched object is a switch
-            if not (all(o_used) or all(h_used)):  # else nothing is left to pair
+            if n_used < n_o and n_used < n_h:  # else nothing is left to pair
                 rest = d.copy()
                 rest[np.array(o_used), :] = np.nan
                 rest[:, np.array(h_used)] = np.nan
                 ri, ci = _lsa_with_missing(rest)
                 for i, j in zip(ri.tolist(), ci.tolist(), strict=True):
                     oid, hid = ol[i], hl[j]
-                    if oid in self._match and self._match[oid] != hid:
+                    if oid in match and match[oid] != hid:
                         self.switches += 1
-                    self._match[oid] = hid
+                    match[oid] = hid
                     o_used[i] = h_used[j] = True
+                    n_used += 1
                     self.matches += 1
                     self.dist_sum += dl[i][j]
-        self.misses += o_used.count(False)
-        self.false_positives += h_used.count(False)
+        self.misses += n_o - n_used
+        self.false_positives += n_h - n_used
 
     def scores(self) -> TrackingScores:
         """CLEAR-MOT and identity scores of everything accumulated so far."""
@@ -237,6 +250,195 @@ class MotAccumulator:
 
 
 Frames = dict[int, tuple[NDArray[np.int64], FloatArray]]  # frame → (ids (n,), features (n, k))
+
+
+@compiled(F1(IN2, IIN1, IN2, IIN1, nb.float64))
+def _euclidean_frames(a, a_off, b, b_off, max_dist):
+    """:func:`_euclidean_kernel` of every frame's rows ``a[a_off[f]:a_off[f + 1]]`` against
+    ``b[b_off[f]:b_off[f + 1]]``, the (n_f, m_f) blocks flat in frame order: one call per run."""
+    frames = a_off.shape[0] - 1
+    total = 0
+    for f in range(frames):
+        total += (a_off[f + 1] - a_off[f]) * (b_off[f + 1] - b_off[f])
+    out = np.empty(total)
+    k = 0
+    for f in range(frames):
+        for i in range(a_off[f], a_off[f + 1]):
+            for j in range(b_off[f], b_off[f + 1]):
+                dx = a[i, 0] - b[j, 0]
+                dy = a[i, 1] - b[j, 1]
+                d = math.sqrt(dx * dx + dy * dy)
+                out[k] = np.nan if d > max_dist else d
+                k += 1
+    return out
+
+
+@compiled(nb.types.Tuple((nb.int64, nb.boolean[::1], nb.boolean[::1], nb.int64))(
+    IIN1, IIN1, IIN1, IIN1, IN1, nb.int64, nb.int64,
+    nb.int64[::1], nb.int64[::1], nb.int64[::1], nb.int64[:, ::1], nb.int64[::1], F1,
+    nb.int64[::1],
+))
+def _mot_frames(go, og, ho, hg, dist, f0, k0, match, ofr, hfr, pairs, counts, dsum, hpos):
+    """MotAccumulator.update over frames ``f0`` .. with dense ids (``og``/``hg``: object and
+    hypothesis rows' indices into the sorted unique ids; ``dist`` the frames' distance blocks
+    flat from offset ``k0``). State is updated in place: ``match`` (last hypothesis per object,
+    -1 none), per-id frame counts, pair counts, ``counts`` = [frames, matches, switches, misses,
+    false positives, next block offset] and ``dsum`` = [distance sum], added in the same order.
+    Stops at the first frame that needs the Hungarian step (objects and hypotheses left over
+    with a finite distance between some of them), returning it with its used flags and pairs
+    so far; returns frame T when done."""
+    frames = go.shape[0] - 1
+    k = k0
+    for f in range(f0, frames):
+        a0, a1 = go[f], go[f + 1]
+        b0, b1 = ho[f], ho[f + 1]
+        n, m = a1 - a0, b1 - b0
+        counts[0] += 1
+        for i in range(n):
+            ofr[og[a0 + i]] += 1
+        for j in range(m):
+            hfr[hg[b0 + j]] += 1
+        for i in range(n):
+            for j in range(m):
+                if math.isfinite(dist[k + i * m + j]):
+                    pairs[og[a0 + i], hg[b0 + j]] += 1
+        o_used = np.zeros(n, np.bool_)
+        h_used = np.zeros(m, np.bool_)
+        n_used = 0
+        if n and m:
+            for j in range(m):
+                hpos[hg[b0 + j]] = j  # the last row of an id, as a dict built in order keeps
+            for i in range(n):
+                prev = match[og[a0 + i]]
+                if prev < 0:
+                    continue
+                kk = hpos[prev]
+                if kk >= 0 and not h_used[kk] and math.isfinite(dist[k + i * m + kk]):
+                    o_used[i] = True
+                    h_used[kk] = True
+                    n_used += 1
+                    counts[1] += 1
+                    dsum[0] += dist[k + i * m + kk]
+            for j in range(m):
+                hpos[hg[b0 + j]] = -1
+            if n_used < n and n_used < m:
+                for i in range(n):
+                    if o_used[i]:
+                        continue
+                    for j in range(m):
+                        if not h_used[j] and math.isfinite(dist[k + i * m + j]):
+                            counts[5] = k
+                            return f, o_used, h_used, n_used
+        counts[3] += n - n_used
+        counts[4] += m - n_used
+        k += n * m
+    counts[5] = k
+    return frames, np.zeros(0, np.bool_), np.zeros(0, np.bool_), 0
+
+
+#: Above this many (object id × hypothesis id) pairs evaluate_points accumulates in Python
+#: (the compiled path keeps a dense pair-count matrix).
+_DENSE_PAIRS_MAX = 4_000_000
+
+
+def evaluate_points(
+    gt_ids: NDArray[np.int64],
+    gt_pos: FloatArray,
+    gt_offsets: NDArray[np.int64],
+    hyp_ids: NDArray[np.int64],
+    hyp_pos: FloatArray,
+    hyp_offsets: NDArray[np.int64],
+    max_dist: float,
+) -> TrackingScores:
+    """:func:`evaluate` with :func:`euclidean_distance` (gate ``max_dist``) for frames
+    0 .. T-1 given flat: frame f's rows are ``offsets[f]:offsets[f + 1]`` (T + 1 offsets each).
+    The same scores, with every frame's distances computed in one compiled call and the frames
+    accumulated by a compiled pass (Python only for the frames that need the Hungarian step)."""
+    go = np.asarray(gt_offsets, dtype=np.int64)
+    ho = np.asarray(hyp_offsets, dtype=np.int64)
+    if go.shape != ho.shape or go.ndim != 1 or go.shape[0] < 1:
+        raise ValueError("gt_offsets and hyp_offsets must both hold T + 1 offsets")
+    a = np.ascontiguousarray(gt_pos, dtype=np.float64).reshape(-1, 2)
+    b = np.ascontiguousarray(hyp_pos, dtype=np.float64).reshape(-1, 2)
+    dist = _euclidean_frames(a, go, b, ho, float(max_dist))
+    gi = np.asarray(gt_ids, dtype=np.int64).reshape(-1)
+    hi = np.asarray(hyp_ids, dtype=np.int64).reshape(-1)
+    uo, og = np.unique(gi, return_inverse=True)
+    uh, hg = np.unique(hi, return_inverse=True)
+    if uo.size * uh.size > _DENSE_PAIRS_MAX:
+        return _evaluate_points_python(gi, hi, go, ho, dist)
+    acc = MotAccumulator()
+    match = np.full(uo.size, -1, np.int64)
+    ofr = np.zeros(uo.size, np.int64)
+    hfr = np.zeros(uh.size, np.int64)
+    pairs = np.zeros((uo.size, uh.size), np.int64)
+    counts = np.zeros(6, np.int64)
+    dsum = np.zeros(1)
+    hpos = np.full(uh.size, -1, np.int64)
+    og = og.reshape(-1).astype(np.int64)
+    hg = hg.reshape(-1).astype(np.int64)
+    frames = go.shape[0] - 1
+    f, k = 0, 0
+    while True:
+        f, o_used_a, h_used_a, n_used = _mot_frames(
+            go, og, ho, hg, dist, f, k, match, ofr, hfr, pairs, counts, dsum, hpos
+        )
+        if f >= frames:
+            break
+        # the Hungarian step of frame f, as MotAccumulator.update takes it
+        k = int(counts[5])
+        a0, a1, b0, b1 = int(go[f]), int(go[f + 1]), int(ho[f]), int(ho[f + 1])
+        n, m = a1 - a0, b1 - b0
+        d = dist[k:k + n * m].reshape(n, m)
+        rest = d.copy()
+        rest[o_used_a, :] = np.nan
+        rest[:, h_used_a] = np.nan
+        ri, ci = _lsa_with_missing(rest)
+        dl = d.tolist()
+        for i, j in zip(ri.tolist(), ci.tolist(), strict=True):
+            o, h = int(og[a0 + i]), int(hg[b0 + j])
+            if match[o] >= 0 and match[o] != h:
+                counts[2] += 1
+            match[o] = h
+            n_used += 1
+            counts[1] += 1
+            dsum[0] += dl[i][j]
+        counts[3] += n - n_used
+        counts[4] += m - n_used
+        f += 1
+        k += n * m
+    uol, uhl = uo.tolist(), uh.tolist()
+    acc._obj_frames = dict(zip(uol, ofr.tolist(), strict=True))
+    acc._hyp_frames = dict(zip(uhl, hfr.tolist(), strict=True))
+    po, ph = np.nonzero(pairs)
+    acc._pair_frames = {
+        (uol[x], uhl[y]): c
+        for x, y, c in zip(po.tolist(), ph.tolist(), pairs[po, ph].tolist(), strict=True)
+    }
+    acc.frames, acc.matches, acc.switches, acc.misses, acc.false_positives = (
+        int(c) for c in counts[:5]
+    )
+    acc.dist_sum = float(dsum[0])
+    return acc.scores()
+
+
+def _evaluate_points_python(
+    gi: NDArray[np.int64], hi: NDArray[np.int64], go: NDArray[np.int64],
+    ho: NDArray[np.int64], dist: FloatArray,
+) -> TrackingScores:
+    """evaluate_points' accumulation frame by frame through MotAccumulator (many ids)."""
+    gl, hl = gi.tolist(), hi.tolist()
+    gol, hol = go.tolist(), ho.tolist()
+    acc = MotAccumulator()
+    add = acc._add
+    k = 0
+    for f in range(len(gol) - 1):
+        ol = gl[gol[f]:gol[f + 1]]
+        hf = hl[hol[f]:hol[f + 1]]
+        nm = len(ol) * len(hf)
+        add(ol, hf, dist[k:k + nm].reshape(len(ol), len(hf)))
+        k += nm
+    return acc.scores()
 
 
 def evaluate(

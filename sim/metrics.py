@@ -32,12 +32,14 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import numba as nb
 import numpy as np
 from numpy.typing import NDArray
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from scipy.optimize import linear_sum_assignment
 
-from perception.metrics import euclidean_distance, evaluate
+from perception.kernels import F2, IIN1, IN2, IN3, compiled
+from perception.metrics import evaluate_points
 from sim.results import (
     STATE_CODE,
     FaultDetection,
@@ -141,44 +143,68 @@ def select_rows(ps: PointSets, mask: BoolArray) -> PointSets:
     return PointSets(offsets, ps.ids[mask], ps.pos[mask], ps.flags[mask])
 
 
-def match_frames(truth: FloatArray, hyp: PointSets, gate: float) -> FrameMatches:
-    """Assign truth (T, A, 2; NaN = absent) to hypothesis points per step, within ``gate``.
-
-    Nearest neighbour for all steps at once (vectorized over steps × actors × points); steps
-    where two actors claim the same point are re-solved with the Hungarian algorithm.
-    """
+@compiled(nb.types.Tuple((nb.int64[:, ::1], F2, nb.boolean[::1]))(IN3, IIN1, IN2, nb.float64))
+def _nearest_rows(truth, offsets, pos, gate):
+    """match_frames' nearest-neighbour pass: per step and actor the first nearest point (numpy's
+    argmin of the distances, NaN counted as inf), its global row and distance where within
+    ``gate`` (else -1 and NaN), and the steps where two actors claim the same point."""
     T, A = truth.shape[0], truth.shape[1]
     row = np.full((T, A), -1, np.int64)
     dist = np.full((T, A), np.nan)
+    conflict = np.zeros(T, np.bool_)
+    for i in range(T):
+        o0 = offsets[i]
+        cnt = offsets[i + 1] - o0
+        for a in range(A):
+            best = np.inf
+            bi = 0
+            for k in range(cnt):
+                dx = truth[i, a, 0] - pos[o0 + k, 0]
+                dy = truth[i, a, 1] - pos[o0 + k, 1]
+                d = math.sqrt(dx * dx + dy * dy)
+                if math.isnan(d):
+                    d = np.inf
+                if d < best:
+                    best = d
+                    bi = k
+            if best <= gate:
+                for b in range(a):
+                    if row[i, b] == o0 + bi:
+                        conflict[i] = True
+                row[i, a] = o0 + bi
+                dist[i, a] = best
+    return row, dist, conflict
+
+
+def match_frames(truth: FloatArray, hyp: PointSets, gate: float) -> FrameMatches:
+    """Assign truth (T, A, 2; NaN = absent) to hypothesis points per step, within ``gate``.
+
+    Nearest neighbour for all steps at once (one compiled pass over steps × actors × points);
+    steps where two actors claim the same point are re-solved with the Hungarian algorithm.
+    """
+    T, A = truth.shape[0], truth.shape[1]
     counts = np.diff(hyp.offsets)
     if A == 0 or T == 0 or counts.size == 0 or counts.max(initial=0) == 0:
-        return FrameMatches(row, dist)
-    omax = int(counts.max())
-    step = hyp.step_index()
-    rank = np.arange(step.size) - hyp.offsets[step]
-    padded = np.full((T, omax, 2), np.nan)
-    padded[step, rank] = hyp.pos
-    d = np.sqrt(((truth[:, :, None, :] - padded[:, None, :, :]) ** 2).sum(-1))  # (T, A, O)
-    d = np.where(np.isnan(d), np.inf, d)
-    nn = np.argmin(d, axis=2)
-    dn = np.take_along_axis(d, nn[:, :, None], axis=2)[:, :, 0]
-    ok = dn <= gate
-    key = np.where(ok, nn, -1 - np.arange(A)[None, :])
-    srt = np.sort(key, axis=1)
-    conflict = np.any((srt[:, 1:] == srt[:, :-1]) & (srt[:, 1:] >= 0), axis=1)
-    local = np.where(ok, nn, -1)
-    for i in np.flatnonzero(conflict):
-        c = d[i]
-        feasible = c <= gate
+        return FrameMatches(np.full((T, A), -1, np.int64), np.full((T, A), np.nan))
+    row, dist, conflict = _nearest_rows(
+        np.ascontiguousarray(truth, dtype=np.float64), hyp.offsets, hyp.pos, float(gate)
+    )
+    if conflict.any():
+        omax = int(counts.max())
         big = gate * (A + omax + 1) * 4.0 + 1.0
-        r, k = linear_sum_assignment(np.where(feasible, c, big))
-        keep = feasible[r, k]
-        local[i] = -1
-        local[i, r[keep]] = k[keep]
-    m = local >= 0
-    ti = np.broadcast_to(np.arange(T)[:, None], (T, A))
-    row[m] = hyp.offsets[ti[m]] + local[m]
-    dist[m] = d[ti[m], np.arange(A)[None, :].repeat(T, 0)[m], local[m]]
+        for i in np.flatnonzero(conflict).tolist():
+            o0, o1 = int(hyp.offsets[i]), int(hyp.offsets[i + 1])
+            padded = np.full((omax, 2), np.nan)
+            padded[: o1 - o0] = hyp.pos[o0:o1]
+            c = np.sqrt(((truth[i][:, None, :] - padded[None, :, :]) ** 2).sum(-1))  # (A, O)
+            c = np.where(np.isnan(c), np.inf, c)
+            feasible = c <= gate
+            r, k = linear_sum_assignment(np.where(feasible, c, big))
+            keep = feasible[r, k]
+            row[i] = -1
+            dist[i] = np.nan
+            row[i, r[keep]] = o0 + k[keep]
+            dist[i, r[keep]] = c[r[keep], k[keep]]
     return FrameMatches(row, dist)
 
 
@@ -212,17 +238,14 @@ def mot_scores(
     Scored by perception.metrics (the CLEAR-MOT / IDF1 implementation that agrees with
     py-motmetrics), with a Euclidean gate on the ground plane.
     """
-    gt: dict[int, tuple[IntArray, FloatArray]] = {}
-    hy: dict[int, tuple[IntArray, FloatArray]] = {}
-    aid = np.arange(truth_zone.shape[1], dtype=np.int64)
     present = ~np.isnan(truth_zone[:, :, 0])
-    offsets = hyp.offsets.tolist()
-    for i in range(truth_zone.shape[0]):
-        p = present[i]
-        gt[i] = (aid[p], truth_zone[i, p])
-        a, b = offsets[i], offsets[i + 1]
-        hy[i] = (hyp.ids[a:b], hyp.pos[a:b])
-    sc = evaluate(gt, hy, lambda a, b: euclidean_distance(a, b, max_dist=gate))
+    counts = present.sum(axis=1)
+    gt_offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+    aid = np.broadcast_to(np.arange(truth_zone.shape[1], dtype=np.int64), present.shape)
+    sc = evaluate_points(
+        aid[present], truth_zone[present], gt_offsets, hyp.ids, hyp.pos,
+        hyp.offsets[: truth_zone.shape[0] + 1], gate,
+    )
     return _finite(sc.mota), _finite(sc.idf1), "perception.metrics"
 
 

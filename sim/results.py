@@ -407,17 +407,67 @@ _NO_IDS: IntArray = np.zeros(0, np.int64)
 _NO_POS: FloatArray = np.zeros((0, 2))
 _NO_IDS.setflags(write=False)
 _NO_POS.setflags(write=False)
+_BOOL = np.dtype(np.bool_)
 
 class _PointSetBuilder:
-    """Accumulates per-step point rows, then packs them into a `PointSets`."""
+    """Accumulates per-step point rows, then packs them into a `PointSets`.
+
+    Rows come as arrays per step (:meth:`add`, :meth:`add_mask`) or as Python tuples
+    (:meth:`add_rows`), which are kept as they are and converted in one go when the next array
+    step arrives or at :meth:`build` (the same rows, the same values, in the same order).
+    """
 
     def __init__(self) -> None:
         self.counts: list[int] = []
         self.ids: list[IntArray] = []
         self.pos: list[FloatArray] = []
-        self.flags: list[IntArray] = []
+        self.flags: list[Any] = []  # int64 arrays, or bool masks (flag 1 where True)
+        self._rows: list[tuple[int, Any, int]] = []  # add_rows rows not yet packed
+
+    def add_rows(self, rows: list[tuple[int, Any, int]]) -> None:
+        """A step's rows as (id, position, flags) tuples, the position a float pair or a (2,)
+        array; packed later, all at once."""
+        self.counts.append(len(rows))
+        if rows:
+            self._rows.extend(rows)
+
+    def _flush_rows(self) -> None:
+        rows = self._rows
+        if not rows:
+            return
+        n = len(rows)
+        ids, pos, flags = zip(*rows, strict=True)
+        self.ids.append(np.array(ids, dtype=np.int64))
+        self.pos.append(np.array(pos, dtype=np.float64).reshape(n, 2))
+        self.flags.append(np.array(flags, dtype=np.int64))
+        self._rows = []
+
+    def add_mask(self, ids: IntArray, pos: FloatArray, mask: BoolArray) -> None:
+        """A step's rows with flags 1 where ``mask`` holds, else 0 (kept as given; read-only
+        int64 ids, (n, 2) float64 positions and a bool mask are expected, else :meth:`add`)."""
+        if not (
+            type(ids) is np.ndarray
+            and type(pos) is np.ndarray
+            and type(mask) is np.ndarray
+            and ids.dtype == _I64
+            and pos.dtype == _F64
+            and mask.dtype == _BOOL
+            and ids.ndim == 1
+            and pos.shape == (ids.shape[0], 2)
+            and mask.shape == ids.shape
+        ):
+            self.add(ids, pos, mask)
+            return
+        if self._rows:
+            self._flush_rows()
+        self.counts.append(ids.shape[0])
+        self.ids.append(ids)
+        self.pos.append(pos)
+        self.flags.append(mask)
 
     def add(self, ids: Any, pos: Any, flags: Any) -> None:
+        if self._rows:
+            self._flush_rows()
         if (  # the recorder's own case, already in shape: no conversions (the same rows stored)
             type(ids) is np.ndarray
             and type(pos) is np.ndarray
@@ -443,16 +493,19 @@ class _PointSetBuilder:
     def add_empty(self) -> None:
         """A step with no rows."""
         self.counts.append(0)
-        self.ids.append(_NO_IDS)
-        self.pos.append(_NO_POS)
-        self.flags.append(_NO_IDS)
 
     def build(self) -> PointSets:
+        self._flush_rows()
         offsets = np.concatenate([[0], np.cumsum(self.counts, dtype=np.int64)]).astype(np.int64)
-        if not self.ids:
+        if not self.counts:
             return PointSets.empty(0)
+        if not self.ids:  # steps, but no rows at all
+            return PointSets(offsets, _NO_IDS.copy(), _NO_POS.copy(), _NO_IDS.copy())
+        flags = np.concatenate(self.flags)
+        if flags.dtype != _I64:  # bool masks only (mixed with int64 flags it is int64 already)
+            flags = flags.astype(np.int64)
         return PointSets(
-            offsets, np.concatenate(self.ids), np.concatenate(self.pos), np.concatenate(self.flags)
+            offsets, np.concatenate(self.ids), np.concatenate(self.pos), flags
         )
 
 
@@ -528,6 +581,50 @@ class SeriesBuilder:
                 b.add(*tracks[c])
             else:
                 b.add_empty()
+
+    def add_run_step(
+        self,
+        t: float,
+        state: object,
+        truth_pos: FloatArray,
+        rows: list[tuple[int, Any, int]],
+        stage: object,
+        ego_speed: float,
+        active_faults: int,
+        overran: bool,
+        tracks: dict[str, tuple[IntArray, FloatArray, BoolArray]],
+    ) -> None:
+        """:meth:`add_step` for the runner, storing the same series with less work per step:
+        ``truth_pos`` a (A, 2) float64 array it no longer changes, output objects as
+        (id, position (2,), flags) tuples, and ``tracks[c]`` as (ids, positions, confirmed mask)."""
+        if not (
+            type(truth_pos) is np.ndarray
+            and truth_pos.dtype == _F64
+            and truth_pos.shape == (len(self.actor_ids), 2)
+        ):
+            truth_pos = np.asarray(truth_pos, dtype=np.float64).reshape(len(self.actor_ids), 2)
+        self._t.append(float(t))
+        try:
+            code = self._state_codes[state]
+        except (KeyError, TypeError):
+            code = state_code(state)
+            try:
+                self._state_codes[state] = code
+            except TypeError:  # an unhashable state
+                pass
+        self._state.append(code)
+        self._stage.append(-1 if stage is None else self.stage_code(stage))
+        self._speed.append(float(ego_speed))
+        self._active.append(int(active_faults))
+        self._overran.append(bool(overran))
+        self._truth.append(truth_pos)
+        self._objects.add_rows(rows)
+        for c, b in self._tracks.items():
+            tr = tracks.get(c)
+            if tr is None:
+                b.add_empty()
+            else:
+                b.add_mask(*tr)
 
     def build(self) -> TimeSeries:
         """The recorded `TimeSeries`."""

@@ -212,6 +212,9 @@ def run_scenario(
         spaces={n: ("point" if c.frame == "ground" else "box") for n, c in chan_cfg.items()},
     )
     bit = {n: 1 << (j + 1) for j, n in enumerate(channels)}
+    chan_bits: dict[tuple[str, ...], int] = {}  # contributing channels → their flag bits
+    n_actors = len(actor_ids)
+    no_actors = np.zeros((0, 2))
     findings: list[FindingRecord] = []
     events: list[TakeoverEvent] = []
     frames: dict[str, list[Any]] = {}
@@ -220,12 +223,20 @@ def run_scenario(
     last_stage: str | None = None
     last_mrm: tuple[str, str] | None = None
 
-    # per sensor, in order: channel, source channel, sensor, its stream, its fault chain
+    # per sensor, in order: channel, source channel, its due() and measure(), its stream, and its
+    # fault chain (None when the chain hands outputs through unchanged: no fault, no detector)
     feeds = [
-        (s.channel, getattr(s, "source", None), sensors[s.channel], rngs[s.channel],
-         chains[s.channel])
+        (s.channel, getattr(s, "source", None), sensors[s.channel].due,
+         sensors[s.channel].measure, rngs[s.channel],
+         chains[s.channel] if chains[s.channel].faults or chains[s.channel].detector else None)
         for s in order
     ]
+    # only chains with faults have triggers to evaluate (update() of an empty chain is a no-op)
+    updating = [chain for chain in chains.values() if chain.faults]
+
+    def state_name() -> Any:
+        return sup.state.name
+
     truth = world.truth()
     for i in range(cfg.steps):
         t = i * dt
@@ -237,23 +248,27 @@ def run_scenario(
             if sup.acknowledge_takeover(pending_ack):
                 events.append(TakeoverEvent(pending_ack, "acknowledged"))
             pending_ack = None
-        ctx = TriggerContext.from_truth(truth, supervisor_state=lambda: sup.state.name)
-        for chain in chains.values():
-            chain.update(ctx)
+        if updating:
+            ctx = TriggerContext(
+                float(truth.t), float(truth.speed), truth.ids, truth.positions, state_name
+            )
+            for chain in updating:
+                chain.update(ctx)
         inputs: dict[str, Any] = {}
         raw: dict[str, Any] = {}
-        for name, src, sensor, rng, chain in feeds:
-            if not sensor.due(t):
+        for name, src, due, measure, rng, fchain in feeds:
+            if not due(t):
                 x = None
             elif src is not None:
                 x = raw.get(src)
             else:
-                x = sensor.measure(t, truth, rng)
+                x = measure(t, truth, rng)
             raw[name] = x
             if record_frames and isinstance(x, np.ndarray):
                 frames.setdefault(name, []).append(x)
-            inputs[name] = chain.apply(t, x)
-        out: StepOutput = sup.step(t, inputs, ego_speed=float(truth.speed))
+            inputs[name] = x if fchain is None else fchain.apply(t, x)
+        speed = float(truth.speed)
+        out: StepOutput = sup.step(t, inputs, ego_speed=speed)
 
         # events
         if out.raised:
@@ -298,36 +313,33 @@ def run_scenario(
                 last_mrm = key
             brake.command(t, float(out.mrm.deceleration))
 
-        # record
-        ids_l: list[int] = []
-        pos_l: list[Any] = []
-        flags_l: list[int] = []
+        # record (the builder packs the rows into arrays once, at the end)
+        rows: list[tuple[int, Any, int]] = []
         for o in out.objects:
             if getattr(o, "frame", "ground") == "ground":
-                ids_l.append(o.object_id)
-                pos_l.append(o.position)
-                flags_l.append(int(o.corroborated) | sum(bit.get(c, 0) for c in o.channels))
-        n = len(ids_l)
-        obj_ids = np.array(ids_l, dtype=np.int64)
-        obj_pos = (
-            np.array(pos_l, dtype=np.float64).reshape(n, 2) if n else np.zeros((0, 2))
-        )
-        obj_flags = np.array(flags_l, dtype=np.int64)
+                chs = o.channels
+                cb = chan_bits.get(chs) if type(chs) is tuple else None
+                if cb is None:
+                    cb = sum(bit.get(c, 0) for c in chs)
+                    if type(chs) is tuple:
+                        chan_bits[chs] = cb
+                pos = o.position
+                rows.append((o.object_id, pos.tolist() if type(pos) is np.ndarray else pos,
+                             int(o.corroborated) | cb))
         tracks: dict[str, tuple[Any, Any, Any]] = {}
         for name, tr in recorder.tracks.items():
             if tr is not None and getattr(tr, "space", "point") == "point":
-                tracks[name] = (tr.ids, tr.position, tr.confirmed.astype(np.int64))
-        pos = truth.positions if len(actor_ids) else np.zeros((0, 2))
-        rec.add_step(
+                tracks[name] = (tr.ids, tr.position, tr.confirmed)
+        rec.add_run_step(
             t,
             out.state,
-            pos,
-            (obj_ids, obj_pos, obj_flags),
-            stage=stage,
-            ego_speed=float(truth.speed),
-            active_faults=len(out.faults),
-            overran=out.overran,
-            tracks=tracks,
+            truth.positions if n_actors else no_actors,
+            rows,
+            stage,
+            speed,
+            len(out.faults),
+            out.overran,
+            tracks,
         )
     if audit is not None:
         audit.close()

@@ -282,21 +282,35 @@ def _occlusion(pos, r, az, half):
     return frac
 
 
+@compiled(F2(IN2, IN2, IN1))
+def _sight_terms(pos, sizes, az):
+    """_sight_extent's footprint half-width across the line of sight (row 0) and floored range
+    (row 1) in one array: their numpy arctan2 is each actor's angular half-extent."""
+    n = pos.shape[0]
+    out = np.empty((2, n))
+    for i in range(n):
+        out[0, i] = 0.5 * (sizes[i, 1] * abs(math.cos(az[i])) + sizes[i, 0] * abs(math.sin(az[i])))
+        out[1, i] = max(math.hypot(pos[i, 0], pos[i, 1]), 1e-6)
+    return out
+
+
 @compiled(
-    nb.types.Tuple((F2, F3, F1, nb.int64[::1]))(
-        IN2, IN1, IN1, IN1, IN1, IN2, IN1, IIN1, F1, F1
-    )
+    nb.types.Tuple((F2, F3, F1, nb.int64[::1]))(IN2, IN1, IN1, IN1, IN1, IIN1, IN1)
 )
-def _camera_points(pos, r, az, half, u, noise, snoise, kinds, fov, p):
+def _camera_points(pos, az, half, u, ns, kinds, p):
     """CameraSensor.measure (point output) after the draws: occlusion, detection, score, polar
     noise and the detected rows' z, R (polar_covariance + 1e-9 I, its matmul sums as fused
-    multiply-adds) and labels. ``fov`` = (range_min, range_max, azimuth_min_deg,
-    azimuth_max_deg); ``p`` the config numbers in the order unpacked below."""
+    multiply-adds) and labels. ``ns`` holds the normal draws ((n, 2) range/bearing noise, then
+    (n,) score noise, flat); ``p`` the config numbers in the order unpacked below, then the
+    sector (range_min, range_max, azimuth_min_deg, azimuth_max_deg)."""
     n = pos.shape[0]
+    r = np.empty(n)
+    for i in range(n):
+        r[i] = math.hypot(pos[i, 0], pos[i, 1])
     occ = _occlusion(pos, r, az, half)
     (p_detect, dp_far, max_occ, score0, drop_r, drop_occ, score_noise, sig_r, growth,
      sig_a) = p[0], p[1], p[2], p[3], p[4], p[5], p[6], p[7], p[8], p[9]
-    rmin, rmax, amin, amax = fov[0], fov[1], fov[2], fov[3]
+    rmin, rmax, amin, amax = p[10], p[11], p[12], p[13]
     det = np.zeros(n, np.bool_)
     score = np.empty(n)
     rn = np.empty(n)
@@ -312,10 +326,10 @@ def _camera_points(pos, r, az, half, u, noise, snoise, kinds, fov, p):
         inside = r[i] >= rmin and r[i] <= rmax and az_deg >= amin and az_deg <= amax
         det[i] = inside and u[i] < pd
         sc = score0 - drop_r * frac_r - drop_occ * occ[i]
-        score[i] = min(max(sc + score_noise * snoise[i], 0.01), 1.0)
+        score[i] = min(max(sc + score_noise * ns[2 * n + i], 0.01), 1.0)
         sr[i] = sig_r + growth * (r[i] * r[i])
-        rn[i] = max(r[i] + sr[i] * noise[i, 0], 0.0)
-        an[i] = az[i] + sig_a * noise[i, 1]
+        rn[i] = max(r[i] + sr[i] * ns[2 * i], 0.0)
+        an[i] = az[i] + sig_a * ns[2 * i + 1]
         if det[i]:
             k += 1
     z = np.empty((k, 2))
@@ -338,22 +352,20 @@ def _camera_points(pos, r, az, half, u, noise, snoise, kinds, fov, p):
     return z, R, sc_out, lab
 
 
-@compiled(
-    nb.types.Tuple((F1, F1, F1, F1, nb.int64[::1], F2, F3, nb.int64))(
-        IN2, IN2, IN1, IN1, IN2, IN1, IN2, IIN1, nb.float64, F1, F1, nb.boolean
-    )
-)
-def _radar_rows(pos, vel, az, u, noise, snoise, cu, kinds, speed, fov, p, classify):
+@nb.njit(cache=True, nogil=True)
+def _radar_polar(pos, vel, az, u, ns, cu, kinds, speed, p):  # pragma: no cover - compiled
     """RadarSensor.measure (without occlusion) after the draws: the detected actors' noisy range,
-    azimuth, range rate, score and label, then the clutter rows, and their conversion by
-    Detections.from_polar (z, R and its status). ``fov`` = (range_min, range_max,
-    azimuth_min_deg, azimuth_max_deg); ``p`` the config numbers in the order unpacked below."""
+    azimuth, range rate, score and label, then the clutter rows. ``ns`` holds the normal draws
+    ((n, 3) noise, then (n,) score noise, flat); ``p`` the config numbers in the order unpacked
+    below, then the sector (range_min, range_max, azimuth_min_deg, azimuth_max_deg), then
+    ``classify`` (1.0 or 0.0)."""
     n = pos.shape[0]
     nc = cu.shape[0]
-    p_detect, sig_r, sig_a, sig_rr, score0, score_noise, c_lo, c_hi, var_r, var_a = (
-        p[0], p[1], p[2], p[3], p[4], p[5], p[6], p[7], p[8], p[9]
+    p_detect, sig_r, sig_a, sig_rr, score0, score_noise, c_lo, c_hi = (
+        p[0], p[1], p[2], p[3], p[4], p[5], p[6], p[7]
     )
-    rmin, rmax, amin, amax = fov[0], fov[1], fov[2], fov[3]
+    rmin, rmax, amin, amax = p[10], p[11], p[12], p[13]
+    classify = p[14] != 0.0
     det = np.zeros(n, np.bool_)
     k = 0
     for i in range(n):
@@ -374,10 +386,10 @@ def _radar_rows(pos, vel, az, u, noise, snoise, cu, kinds, speed, fov, p, classi
             continue
         r = math.hypot(pos[i, 0], pos[i, 1])
         rr = (pos[i, 0] * vel[i, 0] + pos[i, 1] * vel[i, 1]) / max(r, 1e-9)
-        rn[m] = max(r + sig_r * noise[i, 0], 0.0)
-        an[m] = az[i] + sig_a * noise[i, 1]
-        rrn[m] = rr + sig_rr * noise[i, 2]
-        sc[m] = min(max(score0 + score_noise * snoise[i], 0.01), 1.0)
+        rn[m] = max(r + sig_r * ns[3 * i], 0.0)
+        an[m] = az[i] + sig_a * ns[3 * i + 1]
+        rrn[m] = rr + sig_rr * ns[3 * i + 2]
+        sc[m] = min(max(score0 + score_noise * ns[3 * n + i], 0.01), 1.0)
         if classify:
             lab[m] = kinds[i]
         m += 1
@@ -388,8 +400,26 @@ def _radar_rows(pos, vel, az, u, noise, snoise, cu, kinds, speed, fov, p, classi
         rrn[m] = -speed * math.cos(ca) + sig_rr * (2.0 * cu[j, 2] - 1.0)
         sc[m] = c_lo + (c_hi - c_lo) * cu[j, 3]
         m += 1
-    z, R, status = polar_points(rn, an, var_r, var_a)
-    return rn, an, rrn, sc, lab, z, R, status
+    return rn, an, rrn, sc, lab
+
+
+_RADAR_ARGS = (IN2, IN2, IN1, IN1, IN1, IN2, IIN1, nb.float64, IN1)
+
+
+@compiled(nb.types.Tuple((F2, F3, F1, nb.int64[::1], F1, nb.int64))(*_RADAR_ARGS))
+def _radar_rows(pos, vel, az, u, ns, cu, kinds, speed, p):
+    """:func:`_radar_polar`'s rows converted as Detections.from_polar does (z, R and its
+    status, :func:`polar_points`), with their scores, labels and range rates."""
+    rn, an, rrn, sc, lab = _radar_polar(pos, vel, az, u, ns, cu, kinds, speed, p)
+    z, R, status = polar_points(rn, an, p[8], p[9])
+    return z, R, sc, lab, rrn, status
+
+
+@compiled(nb.types.Tuple((F1, F1, F1, F1, nb.int64[::1]))(*_RADAR_ARGS))
+def _radar_polar_rows(pos, vel, az, u, ns, cu, kinds, speed, p):
+    """:func:`_radar_polar` for the rare rows ``_radar_rows`` cannot convert (from_polar then
+    raises its own error)."""
+    return _radar_polar(pos, vel, az, u, ns, cu, kinds, speed, p)
 
 
 class _Rate:
@@ -422,7 +452,7 @@ class CameraSensor:
             self._params = np.array([
                 cfg.p_detect, cfg.p_detect_far - cfg.p_detect, cfg.max_occlusion, cfg.score,
                 cfg.score_range_drop, cfg.score_occlusion_drop, cfg.score_noise, cfg.sigma_range,
-                cfg.sigma_range_growth, math.radians(cfg.sigma_azimuth_deg),
+                cfg.sigma_range_growth, math.radians(cfg.sigma_azimuth_deg), *self._fov,
             ])
 
     def due(self, t: float) -> bool:
@@ -432,18 +462,18 @@ class CameraSensor:
     def measure(self, t: float, truth: Truth, rng: Generator) -> Detections:
         """One frame's detections of ``truth``."""
         n = len(truth)
-        # fixed number of draws per actor: detection, 2 noise, score noise
+        # fixed number of draws per actor: detection, 2 noise, score noise (the normal draws
+        # in one call: (n, 2) noise then (n,) score noise, the same variates in the same order)
         u = rng.random(n)
-        noise = rng.standard_normal((n, 2))
-        snoise = rng.standard_normal(n)
-        if self._params is None:
-            return self._measure_numpy(t, truth, u, noise, snoise)
+        ns = rng.standard_normal(3 * n)
+        params = self._params
+        if params is None:
+            return self._measure_numpy(t, truth, u, ns[: 2 * n].reshape(n, 2), ns[2 * n :])
         pos = truth.positions
-        az = np.arctan2(pos[:, 1], pos[:, 0])
-        r, across, rden = _sight_extent(pos, truth.sizes, az)
+        az = truth.bearings()
+        ext = _sight_terms(pos, truth.sizes, az)
         z, R, score, labels = _camera_points(
-            pos, r, az, np.arctan2(across, rden), u, noise, snoise, truth.kinds, self._fov,
-            self._params,
+            pos, az, np.arctan2(ext[0], ext[1]), u, ns, truth.kinds, params
         )
         return Detections(z, R, score, labels, t, self.channel, "point")
 
@@ -581,6 +611,7 @@ class RadarSensor:
                 cfg.score_noise, lo, hi,
                 # from_polar's variances, as it squares the sigmas the radar hands it
                 float(max(cfg.sigma_range, 1e-3)) ** 2, float(max(sa, 1e-5)) ** 2,
+                *self._fov, 1.0 if cfg.classify else 0.0,
             ])
 
     def due(self, t: float) -> bool:
@@ -592,23 +623,29 @@ class RadarSensor:
         cfg = self.cfg
         n = len(truth)
         u = rng.random(n)
-        noise = rng.standard_normal((n, 3))
-        snoise = rng.standard_normal(n)
+        # the normal draws in one call: (n, 3) noise then (n,) score noise, in that order
+        ns = rng.standard_normal(4 * n)
         n_clutter = int(rng.poisson(cfg.clutter_rate))
         cu = rng.random((n_clutter, 4))
-        sa = math.radians(cfg.sigma_azimuth_deg)
-        if self._params is not None:
+        params = self._params
+        if params is not None:
             pos = truth.positions
-            rn, an, rrn, scores, labels, z, R, status = _radar_rows(
-                pos, truth.velocities, np.arctan2(pos[:, 1], pos[:, 0]), u, noise, snoise, cu,
-                truth.kinds, float(truth.speed), self._fov, self._params, cfg.classify,
-            )
-            if status == 0 and len(rn):  # what from_polar makes of these rows
-                return Detections(z, R, scores, labels, t, self.channel, "point", rrn)
+            args = (pos, truth.velocities, truth.bearings(), u, ns, cu, truth.kinds,
+                    float(truth.speed), params)
+            z, R, scores, labels, rrn, status = _radar_rows(*args)
+            if status == 0:
+                if z.shape[0]:
+                    return Detections(z, R, scores, labels, t, self.channel, "point", rrn)
+                return Detections.empty(t, self.channel, "point")  # what from_polar makes of it
+            rn, an, rrn, scores, labels = _radar_polar_rows(*args)
+            sa = math.radians(cfg.sigma_azimuth_deg)
             return Detections.from_polar(
                 rn, an, t=t, range_rate=rrn, sigma_range=max(cfg.sigma_range, 1e-3),
                 sigma_azimuth=max(sa, 1e-5), scores=scores, labels=labels, sensor=self.channel,
             )
+        noise = ns[: 3 * n].reshape(n, 3)
+        snoise = ns[3 * n :]
+        sa = math.radians(cfg.sigma_azimuth_deg)
         pos = truth.positions
         r, az, rr = truth.ranges, truth.azimuths, truth.range_rates
         pd = np.full(n, cfg.p_detect)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from itertools import pairwise
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 import numpy as np
 from numpy.random import SeedSequence
@@ -272,6 +272,17 @@ class Truth:
         """Bearing of each actor centre (rad, CCW from x forward)."""
         return np.arctan2(self.positions[:, 1], self.positions[:, 0])
 
+    def bearings(self) -> FloatArray:
+        """:attr:`azimuths`, computed once per instant and read-only (the sensors' shared copy)."""
+        d = self.__dict__
+        az: FloatArray | None = d.get("_bearings")
+        if az is None:
+            pos = self.positions
+            az = np.arctan2(pos[:, 1], pos[:, 0])
+            az.setflags(write=False)
+            d["_bearings"] = az
+        return az
+
     @property
     def range_rates(self) -> FloatArray:
         """Radial component of relative velocity (m/s, negative = approaching)."""
@@ -303,6 +314,13 @@ class Truth:
 
 
 # ----------------------------------------------------------------------------- world
+def _read_only(a: NDArray[Any]) -> NDArray[Any]:
+    """A read-only copy of ``a``."""
+    c = a.copy()
+    c.setflags(write=False)
+    return c
+
+
 def _min_jerk(tau: FloatArray) -> tuple[FloatArray, FloatArray]:
     """Minimum-jerk profile s(τ) = 10τ³ − 15τ⁴ + 6τ⁵ and ds/dτ, τ clipped to [0, 1]."""
     c = np.clip(tau, 0.0, 1.0)
@@ -321,6 +339,8 @@ class World:
     def __init__(self, cfg: WorldConfig, seed_seq: SeedSequence | int = 0) -> None:
         self.cfg = cfg
         self.rng = np.random.default_rng(root(seed_seq))
+        # truth()'s read-only copies of ids, kinds, sizes, heights (with what they copy)
+        self._const: tuple[NDArray[Any], ...] | None = None
         actors = cfg.actors
         n = len(actors)
         self.t = 0.0
@@ -527,16 +547,26 @@ class World:
         return self._ego_pos.copy()
 
     def truth(self) -> Truth:
-        """Ground truth now, in the ego frame (copies: safe to keep)."""
-        rel_v = self.vel - np.array([self.ego_speed, 0.0])
-        return Truth(
+        """Ground truth now, in the ego frame (safe to keep: fresh arrays, and read-only copies
+        of the actors' constant ids, kinds and sizes, shared by every instant)."""
+        const = self._const
+        if const is None or const[0] is not self.ids or const[1] is not self.kinds or (
+            const[2] is not self.sizes or const[3] is not self.heights
+        ):
+            const = self._const = (self.ids, self.kinds, self.sizes, self.heights,
+                                   *(_read_only(a) for a in (
+                                       self.ids, self.kinds, self.sizes, self.heights)))
+        speed = float(self.ego_speed)
+        truth = object.__new__(Truth)  # Truth's fields, set as its frozen __init__ would
+        truth.__dict__.update(
             t=float(self.t),
-            ids=self.ids.copy(),
-            kinds=self.kinds.copy(),
+            ids=const[4],
+            kinds=const[5],
             positions=self.pos - self._ego_pos,
-            velocities=rel_v,
-            sizes=self.sizes.copy(),
-            heights=self.heights.copy(),
-            speed=float(self.ego_speed),
+            velocities=self.vel - np.array([speed, 0.0]),
+            sizes=const[6],
+            heights=const[7],
+            speed=speed,
             ego_position=self._ego_pos.copy(),
         )
+        return truth
