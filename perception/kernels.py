@@ -365,9 +365,11 @@ def iou_kernel(a, b):
 
 @compiled(F2(IN2))
 def z_to_xyxy_kernel(z):
-    """SORT [u, v, s, r] (first four columns of ``z``) → [x1, y1, x2, y2]; w = √(s r), h = s / w.
+    """SORT [u, v, s, r] (first four columns of ``z``) → [x1, y1, x2, y2]; w = √s √r, h = s / w.
 
-    Negative area or aspect counts as zero (a zero-size box); NaN stays NaN.
+    Negative area or aspect counts as zero (a zero-size box); NaN stays NaN. √s √r rather than
+    √(s r): the product under- or overflows for extreme but representable boxes (a box 1e-200 px
+    wide and 1 px high would become zero-size).
     """
     n = z.shape[0]
     out = np.empty((n, 4))
@@ -378,7 +380,7 @@ def z_to_xyxy_kernel(z):
             s = 0.0
         if r < 0.0:
             r = 0.0
-        w = np.sqrt(s * r)
+        w = np.sqrt(s) * np.sqrt(r)
         h = s / w if w > 0.0 else 0.0
         out[i, 0] = z[i, 0] - 0.5 * w
         out[i, 1] = z[i, 1] - 0.5 * h

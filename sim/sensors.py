@@ -24,7 +24,7 @@ from numpy.typing import NDArray
 from pydantic import BaseModel, ConfigDict, Field
 
 from perception.detections import Detections, polar_points, polar_row
-from perception.kernels import F1, F2, F3, IIN1, IN1, IN2, compiled
+from perception.kernels import F1, F2, F3, IIN1, IN1, IN2, compiled, pairwise_sum
 from safety.channels import FieldOfView
 from sim.render import RenderConfig, render_frame
 from sim.world import KINDS, Truth
@@ -223,31 +223,6 @@ def _sector(fov: FieldOfView) -> FloatArray | None:
                     dtype=np.float64)
 
 
-@compiled(nb.float64(IN1, nb.int64, nb.int64))
-def _pairwise_sum(a, start, n):
-    """numpy's float sum of a[start:start + n] (8-way pairwise blocks), so sums match it bitwise."""
-    if n < 8:
-        res = 0.0
-        for i in range(n):
-            res += a[start + i]
-        return res
-    if n <= 128:
-        r = np.empty(8)
-        for k in range(8):
-            r[k] = a[start + k]
-        m = n - n % 8
-        for i in range(8, m, 8):
-            for k in range(8):
-                r[k] += a[start + i + k]
-        res = ((r[0] + r[1]) + (r[2] + r[3])) + ((r[4] + r[5]) + (r[6] + r[7]))
-        for i in range(m, n):
-            res += a[start + i]
-        return res
-    n2 = n // 2
-    n2 -= n2 % 8
-    return _pairwise_sum(a, start, n2) + _pairwise_sum(a, start + n2, n - n2)
-
-
 @compiled(nb.types.Tuple((F1, F1, F1))(IN2, IN2, IN1))
 def _sight_extent(pos, sizes, az):
     """Range of each actor, its footprint's half-width across the line of sight and the range
@@ -277,7 +252,7 @@ def _occlusion(pos, r, az, half):
             ov = max(0.0, min(hi_i, hi_j) - max(lo_i, lo_j))
             near = r[j] < r[i] and pos[j, 0] > 0.0 and pos[i, 0] > 0.0
             row[j] = ov * (1.0 if near else 0.0)
-        f = _pairwise_sum(row, 0, n) / max(hi_i - lo_i, 1e-12)
+        f = pairwise_sum(row, 0, n) / max(hi_i - lo_i, 1e-12)
         frac[i] = min(max(f, 0.0), 1.0)
     return frac
 

@@ -194,6 +194,14 @@ def test_iou_identical_and_disjoint() -> None:
     assert half[0, 0] == pytest.approx(50.0 / 150.0)
 
 
+def test_extreme_but_proper_boxes_survive_the_sort_parametrisation() -> None:
+    """A box 1e-256 px wide and 1 px high: s r underflows, √s √r does not."""
+    A = np.array([[0.0, 0.0, 1.13e-256, 1.0], [0.0, 0.0, 1e150, 1e-150]])
+    za = xyxy_to_z(A)
+    np.testing.assert_allclose(z_to_xyxy(za), A, rtol=1e-12, atol=1e-15)
+    np.testing.assert_allclose(iou_matrix_z(za, za), np.eye(2), atol=1e-12)
+
+
 @given(st.lists(_box, max_size=5), st.lists(_box, max_size=5))
 def test_iou_matrix_z_equals_iou_of_the_converted_boxes(
     a: list[list[float]], b: list[list[float]]
