@@ -19,6 +19,7 @@ from collections.abc import Mapping, Sequence
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from functools import lru_cache
+from itertools import accumulate
 from typing import Literal
 
 import numba as nb
@@ -1098,6 +1099,9 @@ def _object_ids_kernel(tids, keys, vals, off, next_id):  # pragma: no cover - co
 
 
 # ----------------------------------------------------------------------------- internals
+_NO_IDS = np.zeros(0, np.int64)
+_NO_IDS.flags.writeable = False
+
 @dataclass
 class _Chan:
     """Confirmed, finite tracks of one channel this step."""
@@ -1115,17 +1119,38 @@ class _Chan:
 
 
 def _confirmed(name: str, cfg: ChannelConfig, tr: Tracks) -> _Chan:
-    pos = np.asarray(tr.position, dtype=np.float64).reshape(-1, 2)
-    cov = np.asarray(tr.position_cov, dtype=np.float64).reshape(-1, 2, 2)
-    keep, bad = _confirmed_rows(pos, cov, np.asarray(tr.status, dtype=np.int64))
+    pos = _f64(tr.position, 2)
+    cov = _f64(tr.position_cov, 3)
+    status = tr.status
+    if not (isinstance(status, np.ndarray) and status.dtype == np.int64):
+        status = np.asarray(status, dtype=np.int64)
+    keep, bad = _confirmed_rows(pos, cov, status)
+    ids, labels = tr.ids, tr.labels
+    if not (isinstance(ids, np.ndarray) and ids.dtype == np.int64):
+        ids = np.asarray(ids, dtype=np.int64)
+    if not (isinstance(labels, np.ndarray) and labels.dtype == np.int64):
+        labels = np.asarray(labels, dtype=np.int64)
     vel: FloatArray | None = None
-    x = np.asarray(tr.x, dtype=np.float64)
-    if tr.space == "point" and x.ndim == 2 and x.shape[1] >= 4:
-        vel = x[keep, 2:4]
-    return _Chan(
-        name, cfg, np.asarray(tr.ids, dtype=np.int64)[keep], pos[keep],
-        _psd(cov[keep]) if bad else cov[keep], np.asarray(tr.labels, dtype=np.int64)[keep], vel,
-    )
+    x = tr.x if tr.space == "point" else None
+    if x is not None and (x.ndim != 2 or x.shape[1] < 4):
+        x = None
+    if keep.shape[0] == pos.shape[0]:  # every track kept (the usual case): no copies
+        if x is not None:
+            vel = x[:, 2:4]
+        return _Chan(name, cfg, ids, pos, _psd(cov) if bad else cov, labels, vel)
+    if x is not None:
+        vel = np.asarray(x, dtype=np.float64)[keep, 2:4]
+    return _Chan(name, cfg, ids[keep], pos[keep], _psd(cov[keep]) if bad else cov[keep],
+                 labels[keep], vel)
+
+
+def _f64(a: object, ndim: int) -> FloatArray:
+    """A float64 array of ``ndim`` dimensions (trailing ones of size 2), without a conversion when
+    it already is one (a tracker's fields are)."""
+    if (isinstance(a, np.ndarray) and a.dtype == np.float64 and a.ndim == ndim
+            and a.shape[1:] == (2,) * (ndim - 1)):
+        return a
+    return np.asarray(a, dtype=np.float64).reshape((-1,) + (2,) * (ndim - 1))
 
 
 def _psd(cov: FloatArray, floor: float = 1e-6) -> FloatArray:
@@ -1209,6 +1234,10 @@ class CrossChecker:
         self._next_id = 1
         # channel → (sorted track ids, object ids) of the previous step
         self._prev: dict[str, tuple[IntArray, IntArray]] = {}
+        # channel names of a frame group → last step's (track ids, object ids, offsets) packed
+        # for the id kernel, reused while the group's channels stay the same
+        self._packed: dict[tuple[str, ...], tuple[IntArray, IntArray, IntArray]] = {}
+        self._packed_next: dict[tuple[str, ...], tuple[IntArray, IntArray, IntArray]] = {}
         self._streak: dict[tuple[object, ...], int] = {}
         # (channel, its track) or (channel, anchor channel, anchor track) → consecutive steps
         # the majority has contradicted that channel there
@@ -1256,6 +1285,7 @@ class CrossChecker:
             result.objects.extend(_make_objects(g, obj_ids))
             fused[g.frame] = (g.pos, g.cov)
         self._prev.update(new_prev)
+        self._packed, self._packed_next = self._packed_next, {}
         self._losses = streaks
         self._persist([c for g in outs for c in g.candidates], result)
         self._shadows(tracks, excluded, fused, result)
@@ -1268,9 +1298,7 @@ class CrossChecker:
     ) -> _GroupOut:
         n_ch = len(chans)
         trust = np.array([trusted is None or c.name in trusted for c in chans], dtype=bool)
-        offsets = np.zeros(n_ch + 1, dtype=np.int64)
-        offsets[1:] = [len(c) for c in chans]
-        np.cumsum(offsets, out=offsets)
+        offsets = np.array([0, *accumulate(len(c) for c in chans)], dtype=np.int64)
         pos_all = np.concatenate([c.pos for c in chans])
         cov_all = np.concatenate([c.cov for c in chans])
         ids_all = np.concatenate([c.ids for c in chans])
@@ -1392,15 +1420,18 @@ class CrossChecker:
     # ------------------------------------------------------------------ identities and votes
     def _object_ids(self, g: _GroupOut, new_prev: dict[str, tuple[IntArray, IntArray]]) -> IntArray:
         """Stable object ids: inherit the oldest id any contributing (channel, track) carried."""
-        empty = np.zeros(0, np.int64)
-        prev = [self._prev.get(ch.name, (empty, empty)) for ch in g.chans]
-        off = np.zeros(len(prev) + 1, np.int64)
-        off[1:] = [p[0].size for p in prev]
-        np.cumsum(off, out=off)
-        keys = np.concatenate([p[0] for p in prev]) if prev else empty
-        vals = np.concatenate([p[1] for p in prev]) if prev else empty
+        names = tuple(ch.name for ch in g.chans)
+        packed = self._packed.get(names)
+        if packed is None:  # the group's channels changed: gather what each carried last
+            prev = [self._prev.get(n, (_NO_IDS, _NO_IDS)) for n in names]
+            off = np.array([0, *accumulate(p[0].size for p in prev)], dtype=np.int64)
+            keys = np.concatenate([p[0] for p in prev]) if prev else _NO_IDS
+            vals = np.concatenate([p[1] for p in prev]) if prev else _NO_IDS
+        else:  # the same channels as last step: their packed ids as the kernel left them
+            keys, vals, off = packed
         claimed, nkeys, nvals, noff, self._next_id = _object_ids_kernel(
             g.tids, keys, vals, off, self._next_id)
+        self._packed_next[names] = (nkeys, nvals, noff)
         for c, ch in enumerate(g.chans):
             new_prev[ch.name] = (nkeys[noff[c]:noff[c + 1]], nvals[noff[c]:noff[c + 1]])
         return claimed
