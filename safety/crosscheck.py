@@ -952,14 +952,15 @@ _B3 = nb.types.Array(nb.bool_, 3, "A", readonly=True)
 @compiled(nb.types.Tuple((
     _I64, _I64, F1, _I64, F2, F3, _I64, _B2, _B2, _I64, nb.int64[:, ::1], nb.int64[:, ::1], _B2,
     _B2, nb.bool_[::1], F2, F3, _I64, F2, _B2, _I64, nb.boolean,
-))(IN2, IN3, IIN1, IN2, nb.boolean, IIN1, _B3, BIN1, nb.float64, nb.float64))
-def _group_kernel(pos, cov, ids, vel, has_vel, offsets, inside, trust, gate,
+))(IN2, IN3, IIN1, IIN1, IN2, nb.boolean, IIN1, _B3, BIN1, nb.float64, nb.float64))
+def _group_kernel(pos, cov, ids, labels, vel, has_vel, offsets, inside, trust, gate,
                   agree):  # pragma: no cover - compiled
     """A frame group in one call: :func:`_associate` every channel pair (``inside``: each track
     against each channel's field of view, grown and shrunk by the margin), the residuals of the
     assigned pairs (and where each pair's start), the :func:`_components`, and the
     :func:`_objects`. Returns u, v, d², node channel, residuals, their covariances, pair bounds,
-    close, near, components, then what :func:`_objects` returns (but ``major``)."""
+    close, near, components, then what :func:`_objects` returns (but ``major``, and each
+    object's label, that of its most certain included member, instead of that member)."""
     n = pos.shape[0]
     n_ch = offsets.shape[0] - 1
     node_ch = np.empty(n, np.int64)
@@ -990,8 +991,12 @@ def _group_kernel(pos, cov, ids, vel, has_vel, offsets, inside, trust, gate,
     (node_of, tids, included, est_loser, _major, corroborated, fpos, fcov, best_node, fvel, miss,
      bad, conflict) = _objects(comp, n_obj, node_ch, n_ch, pos, cov, ids, trust, agree, vel,
                                has_vel, u, v, w, shrunk, near)
+    obj_labels = np.zeros(n_obj, np.int64)
+    for o in range(n_obj):
+        if best_node[o] >= 0:
+            obj_labels[o] = labels[best_node[o]]
     return (u, v, w, node_ch, res, rcov, bounds, close, near, comp, node_of, tids, included,
-            est_loser, corroborated, fpos, fcov, best_node, fvel, miss, bad, conflict)
+            est_loser, corroborated, fpos, fcov, obj_labels, fvel, miss, bad, conflict)
 
 
 @compiled(_B2(BIN2, BIN2, BIN2, IIN1))
@@ -1310,10 +1315,11 @@ class CrossChecker:
         # ... that also agrees with this one; assigned edges u–v with d² w; their residuals;
         # components; objects (members, vote, fusion, disagreements, misses)
         inside = self._inside(chans, pos_all, self._margins_assoc)
+        labels_all = np.concatenate([c.labels for c in chans])
         (u, v, w, node_ch, res, rcov, bounds, close, near, comp, node_of, tids, included,
-         est_loser, corroborated, pos, cov, best_node, vel_o, miss, bad, conflict) = _group_kernel(
-            pos_all, cov_all, ids_all, vel_all, has_vel, offsets, inside, trust, self._gate,
-            self._agree)
+         est_loser, corroborated, pos, cov, labels, vel_o, miss, bad, conflict) = _group_kernel(
+            pos_all, cov_all, ids_all, labels_all, vel_all, has_vel, offsets, inside, trust,
+            self._gate, self._agree)
         for p, (i, j) in enumerate(_pairs(n_ch).tolist()):
             lo, hi = bounds[p], bounds[p + 1]
             key = (chans[i].name, chans[j].name)
@@ -1324,6 +1330,9 @@ class CrossChecker:
              miss, bad, _) = _objects_kernel(
                 comp, int(comp.max()) + 1, node_ch, n_ch, pos_all, cov_all, ids_all, trust,
                 self._agree, vel_all, has_vel, u, v, w, inside[:, :, 1], near)
+            labels = np.zeros(best_node.shape[0], dtype=np.int64)
+            has = best_node >= 0
+            labels[has] = labels_all[best_node[has]]
         n_obj = node_of.shape[0]
         present = node_of >= 0
 
@@ -1379,11 +1388,6 @@ class CrossChecker:
                                  outvoted=ghost),
                 ))
 
-        # label of the most certain included member; velocity averaged over included members
-        labels = np.zeros(n_obj, dtype=np.int64)
-        if n_obj:
-            has = best_node >= 0
-            labels[has] = np.concatenate([c.labels for c in chans])[best_node[has]]
         return _GroupOut(
             chans, tids, included, est_loser, lost, covers & trust[None, :], pos, cov,
             corroborated, labels, vel_o if has_vel else None, candidates, frame,
@@ -1514,15 +1518,30 @@ _set = object.__setattr__
 
 
 @lru_cache(maxsize=64)
-def _code_tables(names: tuple[str, ...]) -> tuple[IntArray, list[tuple[str, ...]],
-                                                 list[tuple[int, ...]]]:
-    """Per membership bit pattern over ``names``: the bit weights, the channel names it holds,
-    and their indices (cached: the channel set of a frame group rarely changes)."""
+def _code_tables(names: tuple[str, ...]) -> tuple[list[tuple[str, ...]], list[tuple[int, ...]]]:
+    """Per membership bit pattern over ``names``: the channel names it holds and their indices
+    (cached: the channel set of a frame group rarely changes)."""
     n_ch = len(names)
-    bits = 1 << np.arange(n_ch, dtype=np.int64)
     by_code = [tuple(n for k, n in enumerate(names) if code >> k & 1) for code in range(1 << n_ch)]
     idx_code = [tuple(k for k in range(n_ch) if code >> k & 1) for code in range(1 << n_ch)]
-    return bits, by_code, idx_code
+    return by_code, idx_code
+
+
+@compiled(nb.int64[:, ::1](BIN2, BIN2, BIN2))
+def _membership_codes(a, b, c):  # pragma: no cover - compiled
+    """(3, n) bit patterns (bit k: channel k) of each row of three (n, n_ch) masks, in one call."""
+    n, n_ch = a.shape
+    out = np.zeros((3, n), np.int64)
+    for i in range(n):
+        for k in range(n_ch):
+            bit = 1 << k
+            if a[i, k]:
+                out[0, i] |= bit
+            if b[i, k]:
+                out[1, i] |= bit
+            if c[i, k]:
+                out[2, i] |= bit
+    return out
 
 
 def _make_objects(g: _GroupOut, obj_ids: IntArray) -> list[VouchedObject]:
@@ -1536,11 +1555,9 @@ def _make_objects(g: _GroupOut, obj_ids: IntArray) -> list[VouchedObject]:
     if n_obj == 0:
         return []
     names = tuple(c.name for c in g.chans)
-    bits, by_code, idx_code = _code_tables(names)
+    by_code, idx_code = _code_tables(names)
     full = len(by_code) - 1
-    inc = (g.included @ bits).tolist()
-    los = (g.est_loser @ bits).tolist()
-    cvb = (g.covers @ bits).tolist()
+    inc, los, cvb = _membership_codes(g.included, g.est_loser, g.covers).tolist()
     vel: list[FloatArray | None] = [None] * n_obj if g.vel is None else list(g.vel)
     frame = g.frame
     out: list[VouchedObject] = []
