@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 
 import numpy as np
 from numpy.typing import NDArray
@@ -91,14 +91,14 @@ class ChannelSet:
 
     def visit(
         self, ctx: StepContext
-    ) -> Iterator[tuple[str, ChannelConfig, ChannelObservation | None]]:
+    ) -> list[tuple[str, ChannelConfig, ChannelObservation | None]]:
         """(name, settings, observation or None) for every channel, configured ones first."""
-        seen = set(self.configs)
-        for name in list(self.configs):
-            yield name, self.configs[name], ctx.channels.get(name)
-        for name, obs in ctx.channels.items():
-            if name not in seen and isinstance(name, str):
-                yield name, self.config(name), obs
+        configs, channels = self.configs, ctx.channels
+        out = [(name, cfg, channels.get(name)) for name, cfg in configs.items()]
+        extra = [name for name in channels if name not in configs and isinstance(name, str)]
+        for name in extra:  # a channel nobody configured: default settings, still watched
+            out.append((name, self.config(name), channels[name]))
+        return out
 
     @property
     def voting(self) -> list[str]:
