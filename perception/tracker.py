@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import functools
 import math
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 import numba as nb
 import numpy as np
@@ -466,6 +466,88 @@ def _unpack(t: float, sensor: str, space: str, ids: IntArray, dx: int, dz: int, 
     return out
 
 
+class _Derived(NamedTuple):
+    """What the lazily derived fields of one step's :class:`Tracks` are computed from."""
+
+    model: MotionModel
+    pos01: bool  # the model's position and its covariance are the leading components
+    dz: int
+    step_no: int
+    born: IntArray
+    t_update: FloatArray
+    det_index: IntArray  # detection that updated each row, -1 if none (births not included)
+    birth_dets: IntArray  # detection each birth came from (rows after ``det_index``'s)
+    innov: FloatArray | None  # rows [y, S row-major, NIS] (NaN: not updated); births not included
+    labels: IntArray  # last associated label per row
+
+
+_DERIVED = frozenset({
+    "position", "position_cov", "cov_trace", "age", "time_since_update", "nis", "innovation",
+    "innovation_cov", "det_index", "labels",
+})
+
+
+class _LazyTracks(Tracks):
+    """:class:`Tracks` whose derived fields (position, innovations, ...) are computed on first
+    access: same fields, same values, same types. Published by trackers that never take the
+    one-call step (IoU gating, the filterpy backend, ...): there most consumers read only a few
+    fields, and packing them all would cost more than it saves."""
+
+    def __getattr__(self, name: str) -> Any:
+        d = self.__dict__
+        src: _Derived | None = d.get("_src")
+        if src is None or name not in _DERIVED:
+            raise AttributeError(name)
+        value = _derive(self, src, name)
+        d[name] = value
+        return value
+
+    @property
+    def confirmed(self) -> BoolArray:
+        """Mask of tracks that are confirmed or coasting after confirmation (reportable)."""
+        return np.asarray(self.status != _TENTATIVE)
+
+
+def _derive(tr: Tracks, src: _Derived, name: str) -> Any:
+    n = tr.ids.shape[0]
+    dz = src.dz
+    if name == "position":
+        if src.pos01:
+            return _frozen(tr.x[:, :2])
+        return _frozen(np.asarray(src.model.position(tr.x), dtype=np.float64))
+    if name == "position_cov":
+        if src.pos01:
+            return _frozen(tr.P[:, :2, :2])
+        return _frozen(np.asarray(src.model.position_cov(tr.P), dtype=np.float64))
+    if name == "cov_trace":
+        pc = tr.position_cov
+        return pc[:, 0, 0] + pc[:, 1, 1]
+    if name == "age":
+        return src.step_no - src.born
+    if name == "time_since_update":
+        return tr.t - src.t_update
+    if name == "labels":
+        return src.labels
+    if name == "det_index":
+        if src.birth_dets.shape[0]:
+            return np.concatenate([src.det_index, src.birth_dets])
+        return src.det_index.copy()
+    shape = {"innovation": (n, dz), "innovation_cov": (n, dz, dz), "nis": (n,)}[name]
+    inn = src.innov
+    if inn is None:
+        return np.full(shape, np.nan)
+    k = inn.shape[0]
+    if name == "innovation":
+        part = inn[:, :dz]
+    elif name == "innovation_cov":
+        part = inn[:, dz:dz + dz * dz].reshape(k, dz, dz)
+    else:
+        part = inn[:, dz + dz * dz]
+    if k < n:  # births: not updated
+        return np.concatenate([part, np.full((n - k, *shape[1:]), np.nan)])
+    return part
+
+
 # ------------------------------------------------------------------------------ tracker
 class Tracker:
     """Tracks objects of one sensor channel; ``step(t, detections)`` → :class:`Tracks`.
@@ -844,6 +926,21 @@ class Tracker:
             if born_status == _TENTATIVE:
                 n_tent += mb
         self._n_tentative = n_tent
+        if not self._fused:  # never a one-call step: publish lazily, without packed buffers
+            for arr in (x, P, hits, scores, status, updated):
+                arr.setflags(write=False)
+            self._x, self._P, self._hits, self._scores, self._status = x, P, hits, scores, status
+            self._t_update, self._labels, self._born = t_update, labels, born
+            self._history, self._dup = history, dup
+            self._t = tf
+            lazy = object.__new__(_LazyTracks)
+            lazy.__dict__.update(
+                t=tf, sensor=self.sensor, ids=self._ids, status=status, x=x, P=P, hits=hits,
+                updated=updated, scores=scores, space=self._space,
+                _src=_Derived(self.model, self._pos01, self._dz, self._step_no, born, t_update,
+                              match, births, innov, labels),
+            )
+            return lazy
         out, fbuf, ibuf = self._pack(tf, x, P, status, updated, hits, t_update, scores, labels,
                                      born, self._step_no, match, births, innov, history, dup)
         self._keep(tf, out, fbuf, ibuf)
