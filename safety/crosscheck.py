@@ -470,6 +470,16 @@ def _lsap(cost):  # pragma: no cover - compiled
 
 
 @nb.njit(cache=True, nogil=True, error_model="numpy")
+def _number_marked(index):  # pragma: no cover - compiled
+    """Entries marked ≥ 0 get 0, 1, 2, … in order; the others stay -1."""
+    k = 0
+    for r in range(index.shape[0]):
+        if index[r] >= 0:
+            index[r] = k
+            k += 1
+
+
+@nb.njit(cache=True, nogil=True, error_model="numpy")
 def _assign(i, j, d2, gate):  # pragma: no cover - compiled
     """:func:`assign_sparse`: isolated pairs matched as they are, the Hungarian (:func:`_lsap`)
     on the rows and columns left; matched (i, j, d²) sorted by i."""
@@ -500,20 +510,8 @@ def _assign(i, j, d2, gate):  # pragma: no cover - compiled
                 rcol[j[e]] = 0
                 ncol += 1
     if nr:
-        rows = np.empty(nr, np.int64)  # ascending, as np.unique numbers them
-        cols = np.empty(ncol, np.int64)
-        k = 0
-        for r in range(ni):
-            if rrow[r] >= 0:
-                rrow[r] = k
-                rows[k] = r
-                k += 1
-        k = 0
-        for c in range(nj):
-            if rcol[c] >= 0:
-                rcol[c] = k
-                cols[k] = c
-                k += 1
+        _number_marked(rrow)  # ascending, as np.unique numbers them
+        _number_marked(rcol)
         big = gate * (min(nr, ncol) + 1) + 1.0
         flip = nr > ncol
         sub = np.full((ncol, nr) if flip else (nr, ncol), big)

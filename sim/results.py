@@ -559,6 +559,19 @@ class SeriesBuilder:
         tracks: dict[str, tuple[Any, Any, Any]] | None = None,
     ) -> None:
         """Append one step. ``objects`` / ``tracks[c]`` are (ids, positions (n, 2), flags)."""
+        self._add_scalars(t, state, stage, ego_speed, active_faults, overran)
+        self._truth.append(np.asarray(truth_pos, dtype=np.float64).reshape(len(self.actor_ids), 2))
+        self._objects.add(*objects)
+        tracks = tracks or {}
+        for c, b in self._tracks.items():
+            if c in tracks:
+                b.add(*tracks[c])
+            else:
+                b.add_empty()
+
+    def _add_scalars(self, t: float, state: object, stage: object, ego_speed: float,
+                     active_faults: int, overran: bool) -> None:
+        """The step's time, state and stage codes, speed, fault count and overrun flag."""
         self._t.append(float(t))
         try:
             code = self._state_codes[state]
@@ -573,14 +586,6 @@ class SeriesBuilder:
         self._speed.append(float(ego_speed))
         self._active.append(int(active_faults))
         self._overran.append(bool(overran))
-        self._truth.append(np.asarray(truth_pos, dtype=np.float64).reshape(len(self.actor_ids), 2))
-        self._objects.add(*objects)
-        tracks = tracks or {}
-        for c, b in self._tracks.items():
-            if c in tracks:
-                b.add(*tracks[c])
-            else:
-                b.add_empty()
 
     def add_run_step(
         self,
@@ -603,20 +608,7 @@ class SeriesBuilder:
             and truth_pos.shape == (len(self.actor_ids), 2)
         ):
             truth_pos = np.asarray(truth_pos, dtype=np.float64).reshape(len(self.actor_ids), 2)
-        self._t.append(float(t))
-        try:
-            code = self._state_codes[state]
-        except (KeyError, TypeError):
-            code = state_code(state)
-            try:
-                self._state_codes[state] = code
-            except TypeError:  # an unhashable state
-                pass
-        self._state.append(code)
-        self._stage.append(-1 if stage is None else self.stage_code(stage))
-        self._speed.append(float(ego_speed))
-        self._active.append(int(active_faults))
-        self._overran.append(bool(overran))
+        self._add_scalars(t, state, stage, ego_speed, active_faults, overran)
         self._truth.append(truth_pos)
         self._objects.add_rows(rows)
         for c, b in self._tracks.items():
