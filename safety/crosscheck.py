@@ -158,21 +158,6 @@ class CrosscheckConfig(BaseModel):
 
 
 # ----------------------------------------------------------------------------- 2×2 linear algebra
-def _det2(S: FloatArray) -> FloatArray:
-    return np.asarray(S[..., 0, 0] * S[..., 1, 1] - S[..., 0, 1] * S[..., 1, 0])
-
-
-def _inv2(S: FloatArray) -> FloatArray:
-    """Closed-form inverse of stacked 2×2 matrices."""
-    det = _det2(S)
-    out = np.empty_like(S)
-    out[..., 0, 0] = S[..., 1, 1]
-    out[..., 1, 1] = S[..., 0, 0]
-    out[..., 0, 1] = -S[..., 0, 1]
-    out[..., 1, 0] = -S[..., 1, 0]
-    return np.asarray(out / det[..., None, None])
-
-
 def _d2(
     dx: FloatArray, dy: FloatArray, s00: FloatArray, s01: FloatArray, s10: FloatArray,
     s11: FloatArray,

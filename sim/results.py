@@ -409,6 +409,22 @@ _NO_IDS.setflags(write=False)
 _NO_POS.setflags(write=False)
 _BOOL = np.dtype(np.bool_)
 
+
+def _in_shape(ids: Any, pos: Any, flags: Any, flag_dtype: np.dtype[Any]) -> bool:
+    """One step's rows already as stored: int64 ids (n,), float64 positions (n, 2) and flags (n,)
+    of ``flag_dtype``, all plain ndarrays (then no conversion is needed)."""
+    return (
+        type(ids) is np.ndarray
+        and type(pos) is np.ndarray
+        and type(flags) is np.ndarray
+        and ids.dtype == _I64
+        and pos.dtype == _F64
+        and flags.dtype == flag_dtype
+        and ids.ndim == 1
+        and pos.shape == (ids.shape[0], 2)
+        and flags.shape == ids.shape
+    )
+
 class _PointSetBuilder:
     """Accumulates per-step point rows, then packs them into a `PointSets`.
 
@@ -445,17 +461,7 @@ class _PointSetBuilder:
     def add_mask(self, ids: IntArray, pos: FloatArray, mask: BoolArray) -> None:
         """A step's rows with flags 1 where ``mask`` holds, else 0 (kept as given; read-only
         int64 ids, (n, 2) float64 positions and a bool mask are expected, else :meth:`add`)."""
-        if not (
-            type(ids) is np.ndarray
-            and type(pos) is np.ndarray
-            and type(mask) is np.ndarray
-            and ids.dtype == _I64
-            and pos.dtype == _F64
-            and mask.dtype == _BOOL
-            and ids.ndim == 1
-            and pos.shape == (ids.shape[0], 2)
-            and mask.shape == ids.shape
-        ):
+        if not _in_shape(ids, pos, mask, _BOOL):
             self.add(ids, pos, mask)
             return
         if self._rows:
@@ -468,17 +474,7 @@ class _PointSetBuilder:
     def add(self, ids: Any, pos: Any, flags: Any) -> None:
         if self._rows:
             self._flush_rows()
-        if (  # the recorder's own case, already in shape: no conversions (the same rows stored)
-            type(ids) is np.ndarray
-            and type(pos) is np.ndarray
-            and type(flags) is np.ndarray
-            and ids.dtype == _I64
-            and pos.dtype == _F64
-            and flags.dtype == _I64
-            and ids.ndim == 1
-            and pos.shape == (ids.shape[0], 2)
-            and flags.shape == ids.shape
-        ):
+        if _in_shape(ids, pos, flags, _I64):  # the recorder's own case: stored as given
             self.counts.append(ids.shape[0])
             self.ids.append(ids)
             self.pos.append(pos)

@@ -92,7 +92,6 @@ _WHAT: dict[str, str] = {
     "sharpness": "image sharpness",
 }
 _S, _R, _B, _C, _H = range(5)
-_SCORE = np.arange(len(STATS)) == _S
 #: objects this close to the edge of a shared field of view are left out of the rate (m, px):
 #: one channel may see them and the other not, by a tracking error's width
 _FOV_MARGIN: dict[str, float] = {"ground": 2.0, "image": 20.0}
@@ -366,6 +365,22 @@ class _Channel:
     total: int = 0  # blocks appended to history so far
     onset: int | None = None  # history block index where the current rate alarm began
     culprit: str | None = None
+
+
+def _add_rate(st: _Channel, n: float, relative: bool, consensus: float) -> None:
+    """A step's count of seen tracks into the channel's block: its own absolute count, and its
+    rate, as a share of the frame's consensus (``relative``; Σ own / Σ consensus over the block,
+    steps without a consensus left out) or as is."""
+    st.n_sum += n
+    st.n_steps += 1
+    if relative:
+        st.relative = True
+        if consensus > 0:
+            st.sums[_R] += n
+            st.counts[_R] += consensus
+    else:
+        st.sums[_R] += n
+        st.counts[_R] += 1.0
 
 
 def _room(st: _Channel, need: int) -> None:
@@ -691,17 +706,7 @@ class DistributionMonitor:
                 else:
                     st.n_block += m
             if self._watch_r:
-                st.n_sum += n
-                st.n_steps += 1
-                if ln.relative:
-                    st.relative = True
-                    cs = consensus.get(ln.frame, np.nan)
-                    if cs > 0:  # Σ own / Σ consensus over the block
-                        st.sums[_R] += n
-                        st.counts[_R] += cs
-                else:
-                    st.sums[_R] += n
-                    st.counts[_R] += 1.0
+                _add_rate(st, n, ln.relative, consensus.get(ln.frame, np.nan))
             if any_img and im is not None:
                 self._add_image(st, im)
         return True
@@ -741,17 +746,9 @@ class DistributionMonitor:
                     if s is not None and s.any():
                         self._add_scores(st, self._samples(obs, s, pos[name]))
                 if self._watch_r:
-                    st.n_sum += n
-                    st.n_steps += 1
-                    if self.relative_rate and len(groups.get(ch.frame, [])) >= 2:
-                        st.relative = True
-                        c = consensus.get(ch.frame, np.nan)
-                        if c > 0:  # Σ own / Σ consensus over the block
-                            st.sums[_R] += n
-                            st.counts[_R] += c
-                    else:
-                        st.sums[_R] += n
-                        st.counts[_R] += 1.0
+                    _add_rate(st, n,
+                              self.relative_rate and len(groups.get(ch.frame, [])) >= 2,
+                              consensus.get(ch.frame, np.nan))
             im = obs.image_stats if obs is not None else None
             if im is not None and self._any_img:
                 self._add_image(st, im)
