@@ -800,7 +800,7 @@ def _objects(comp, n_obj, node_ch, n_ch, pos, cov, ids, trust, agree, vel, has_v
              u, v, w, shrunk, near):  # pragma: no cover - compiled
     """Objects of a frame group from its components, in one call: members, the pairwise
     agreement test, the majority vote on the estimate (3+ members), which members enter the
-    fused estimate, corroboration, the fusion (:func:`_fuse_kernel`'s rule), the most certain
+    fused estimate, corroboration, the fusion (:func:`_fuse_row`), the most certain
     included member, the mean velocity of the included members, the assigned edges to report
     as disagreements, and the misses (a track well inside another channel's field of view that
     has nothing in its gate). ``conflict`` is True (and nothing else is valid) when a component
